@@ -1,0 +1,65 @@
+/* cli.h - the covinject command: shared declarations of cli/. */
+#ifndef COVINJECT_CLI_H
+#define COVINJECT_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "../payload/cov_state.h"
+
+#define COVINJECT_VERSION "0.1.0"
+
+/* Exit statuses (README, "Exit status"). */
+#define EXIT_OK		0
+#define EXIT_FAIL	1
+#define EXIT_USAGE	2
+
+struct cli_opts {
+	const char *out_dir;
+	const char *sources[64];
+	int nsources;
+	int dump_sig, stop_sig;
+	double timeout;
+	int verbose;
+	pid_t pid;
+	int argc;
+	char **argv;
+};
+
+/* /proc/PID/status, the fields we use. */
+struct proc_status {
+	char name[64];
+	char state;
+	pid_t tracer;
+	uid_t uid, euid;
+	gid_t gid, egid;
+	gid_t groups[64];
+	int ngroups;
+	uint64_t sigcgt, sigign;
+	int kthread;
+};
+
+int cli_parse_signal(const char *s);
+const char *cli_signal_name(int sig, char *buf, size_t len);
+const char *cli_signal_reserved(int sig);
+int cli_parse_pid(const char *s, pid_t *pid);
+int cli_parse_seconds(const char *s, double *out);
+
+int cli_proc_status(pid_t pid, struct proc_status *st);
+int cli_proc_status_parse(const char *text, struct proc_status *st);
+int cli_dir_writable_by(const char *dir, const struct proc_status *st);
+
+/* 0 and the block, -ENOENT if no payload, -EPROTO if not ours. */
+int cli_read_state(pid_t pid, struct cov_state *out);
+
+int cli_start(struct cli_opts *o);
+int cli_dump(struct cli_opts *o);
+int cli_stop(struct cli_opts *o);
+int cli_status(struct cli_opts *o);
+
+void cli_err(pid_t pid, const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void cli_debug(struct cli_opts *o, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,221 @@
+/*
+ * main.c - the covinject command: subcommands, options, usage.
+ * Usage errors exit 2, failures 1 (README, "Exit status").
+ */
+#include <getopt.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "cli.h"
+
+static const char usage_text[] =
+	"usage: covinject [--help] [--version] COMMAND [OPTIONS] PID\n"
+	"\n"
+	"Measure line coverage of a running CPython 3.9-3.13 process.\n"
+	"\n"
+	"commands:\n"
+	"  start PID    load the collector into PID and start collecting\n"
+	"  dump PID     write a snapshot now, wait for it, print its path\n"
+	"  stop PID     final snapshot, remove the collector, print the file\n"
+	"  status PID   what the collector in PID is doing\n"
+	"\n"
+	"'covinject COMMAND --help' describes a command's options.\n";
+
+static const char start_help[] =
+	"usage: covinject start [OPTIONS] PID\n"
+	"\n"
+	"  -o, --output DIR       where snapshots go (default: the current directory)\n"
+	"      --source DIR       measure only files under DIR (repeatable; default:\n"
+	"                         everything but the standard library and installed\n"
+	"                         packages)\n"
+	"      --dump-signal SIG  signal that writes a snapshot (default USR1)\n"
+	"      --stop-signal SIG  signal that stops collecting (default USR2)\n"
+	"      --timeout SECONDS  how long to wait for the collector (default 10)\n"
+	"  -v, --verbose          debug output on stderr\n"
+	"\n"
+	"SIG is a name (USR1, SIGUSR2, RTMIN+3) or a number.\n";
+
+static const char dump_help[] =
+	"usage: covinject dump [--timeout SECONDS] PID\n"
+	"\n"
+	"Signal PID to write a snapshot, wait for it (default 10 s) and print the\n"
+	"data file's path.  The signal is sent only if covinject is collecting in\n"
+	"PID and its handler is in place.\n";
+
+static const char stop_help[] =
+	"usage: covinject stop [--timeout SECONDS] PID\n"
+	"\n"
+	"Write the final snapshot, remove the collector from every thread, restore\n"
+	"the signal handlers, and print the data file's path.  PID runs on.\n";
+
+static const char status_help[] =
+	"usage: covinject status PID\n"
+	"\n"
+	"Print whether covinject is loaded in PID, collecting or stopped, its data\n"
+	"file, signals, last snapshot, what it measured, and the last error.\n";
+
+static const struct command {
+	const char *name;
+	int (*run)(struct cli_opts *);
+	const char *help;
+	int start_opts;
+} commands[] = {
+	{ "start", cli_start, start_help, 1 },
+	{ "dump", cli_dump, dump_help, 0 },
+	{ "stop", cli_stop, stop_help, 0 },
+	{ "status", cli_status, status_help, 0 },
+};
+
+__attribute__((format(printf, 2, 3)))
+static int usage_error(const char *cmd, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "covinject: %s: %s (see 'covinject %s%s--help')\n",
+		cmd ? cmd : "usage", msg, cmd ? cmd : "", cmd ? " " : "");
+	return EXIT_USAGE;
+}
+
+static int signal_opt(const char *cmd, const char *arg, int *out)
+{
+	const char *why;
+	int sig = cli_parse_signal(arg);
+
+	if (sig <= 0)
+		return usage_error(cmd, "unknown signal '%s' (use a name such as USR1 "
+				   "or RTMIN+3, or a number)", arg);
+	if ((why = cli_signal_reserved(sig)))
+		return usage_error(cmd, "signal '%s' cannot be used: %s", arg, why);
+	*out = sig;
+	return 0;
+}
+
+static const char *opt_name(const struct option *all, int opt)
+{
+	static char buf[48];
+
+	if (opt < 256) {
+		snprintf(buf, sizeof(buf), "-%c", opt);
+		return buf;
+	}
+	for (; all->name; all++)
+		if (all->val == opt)
+			snprintf(buf, sizeof(buf), "--%s", all->name);
+	return buf;
+}
+
+enum { OPT_SOURCE = 256, OPT_DUMP_SIG, OPT_STOP_SIG, OPT_TIMEOUT };
+
+static int parse(const struct command *c, int argc, char **argv, struct cli_opts *o)
+{
+	static const struct option all[] = {
+		{ "output", required_argument, 0, 'o' },
+		{ "source", required_argument, 0, OPT_SOURCE },
+		{ "dump-signal", required_argument, 0, OPT_DUMP_SIG },
+		{ "stop-signal", required_argument, 0, OPT_STOP_SIG },
+		{ "timeout", required_argument, 0, OPT_TIMEOUT },
+		{ "verbose", no_argument, 0, 'v' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 }
+	};
+	int opt, r;
+
+	opterr = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "+:o:vh", all, NULL)) != -1) {
+		int start_only = opt == 'o' || opt == OPT_SOURCE ||
+				 opt == OPT_DUMP_SIG || opt == OPT_STOP_SIG;
+
+		if (start_only && !c->start_opts)
+			return usage_error(c->name, "option '%s' belongs to start",
+					   opt_name(all, opt));
+		switch (opt) {
+		case 'o':
+			o->out_dir = optarg;
+			break;
+		case OPT_SOURCE:
+			if (o->nsources >= 64)
+				return usage_error(c->name, "too many --source options");
+			o->sources[o->nsources++] = optarg;
+			break;
+		case OPT_DUMP_SIG:
+			if ((r = signal_opt(c->name, optarg, &o->dump_sig)))
+				return r;
+			break;
+		case OPT_STOP_SIG:
+			if ((r = signal_opt(c->name, optarg, &o->stop_sig)))
+				return r;
+			break;
+		case OPT_TIMEOUT:
+			if (cli_parse_seconds(optarg, &o->timeout))
+				return usage_error(c->name, "--timeout '%s': give a number "
+						   "of seconds above 0", optarg);
+			break;
+		case 'v':
+			o->verbose = 1;
+			break;
+		case 'h':
+			fputs(c->help, stdout);
+			exit(EXIT_OK);
+		case ':':
+			return usage_error(c->name, "option '%s' needs a value",
+					   argv[optind - 1]);
+		default:
+			return usage_error(c->name, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind >= argc)
+		return usage_error(c->name, "missing PID");
+	if (optind + 1 < argc)
+		return usage_error(c->name, "unexpected argument '%s' (one PID only)",
+				   argv[optind + 1]);
+	if (cli_parse_pid(argv[optind], &o->pid))
+		return usage_error(c->name, "'%s' is not a process id (a number from 1 "
+				   "to 4194304)", argv[optind]);
+	if (o->pid == 1 && c->start_opts)
+		return usage_error(c->name, "pid 1 is the init process: give the pid of "
+				   "a Python process");
+	if (o->dump_sig == o->stop_sig)
+		return usage_error(c->name, "the dump and stop signals must differ");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli_opts o = {
+		.out_dir = ".", .dump_sig = SIGUSR1, .stop_sig = SIGUSR2,
+		.timeout = 10, .argc = argc, .argv = argv,
+	};
+	int r;
+
+	if (getuid() != geteuid() || getgid() != getegid()) {
+		fprintf(stderr, "covinject: refusing to run set-uid or set-gid\n");
+		return EXIT_FAIL;
+	}
+	if (argc < 2)
+		return usage_error(NULL, "missing command");
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		fputs(usage_text, stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("covinject %s\n", COVINJECT_VERSION);
+		return EXIT_OK;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(argv[1], commands[i].name))
+			continue;
+		if ((r = parse(&commands[i], argc - 1, argv + 1, &o)))
+			return r;
+		return commands[i].run(&o);
+	}
+	return usage_error(NULL, "unknown command '%s' (commands: start, dump, stop, "
+			   "status)", argv[1]);
+}

@@ -1,0 +1,60 @@
+/*
+ * inject.h - the one interface cli/ uses to act on another process.
+ *
+ * Every function returns 0 or -errno and, on failure, leaves a message in
+ * the caller's buffer ("what failed: why"); the first message written wins.
+ * Nothing here prints: progress goes to the log callback, if any.
+ */
+#ifndef COVINJECT_INJECT_H
+#define COVINJECT_INJECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "arch.h"
+
+struct inject_log {
+	void (*fn)(void *arg, const char *line);
+	void *arg;
+};
+
+struct inject_err {
+	char msg[512];
+	const struct inject_log *log;
+};
+
+struct inject_stats {
+	pid_t tid;		/* the thread we borrowed */
+	long syscall;		/* the syscall it was parked in, or -1 */
+	int64_t stopped_ns;	/* from its stop to its release */
+	int loaded;		/* 1 if this call dlopen()ed the payload */
+};
+
+/*
+ * Make pid run cov_start(config) from the payload library at payload_path,
+ * loading it first (memfd + dlopen) unless it is mapped already.  One
+ * thread is borrowed for a few remote calls and restored exactly.
+ */
+int inject_start(pid_t pid, const char *payload_path, const char *config,
+		 struct inject_stats *st, struct inject_err *err)
+	__attribute__((warn_unused_result));
+
+/* Where the payload's exported symbol sym lives in pid: -ENOENT if not loaded. */
+int inject_payload_symbol(pid_t pid, const char *sym, raddr_t *addr,
+			  struct inject_err *err)
+	__attribute__((warn_unused_result));
+
+/* Copy len bytes at addr in pid (process_vm_readv; the target runs on). */
+int inject_read(pid_t pid, raddr_t addr, void *buf, size_t len)
+	__attribute__((warn_unused_result));
+
+/* Python major/minor of pid from its mapped interpreter: 0 or -ENOENT. */
+int inject_python_version(pid_t pid, int *major, int *minor, char *image,
+			  size_t imagelen) __attribute__((warn_unused_result));
+
+int inject_fail(struct inject_err *e, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void inject_logf(struct inject_err *e, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,97 @@
+/*
+ * maps.c - read /proc/PID/maps: where each file of the target is mapped.
+ *
+ * Line format (fs/proc/task_mmu.c, show_map_vma):
+ *   start-end perms offset major:minor inode   path
+ * The path may be absent (anonymous) or carry " (deleted)" (our memfd does:
+ * "/memfd:covinject-payload (deleted)").
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include "maps.h"
+
+int maps_parse_line(const char *line, struct map_entry *e)
+{
+	int pos = 0;
+	unsigned maj, min;
+
+	memset(e, 0, sizeof(*e));
+	if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %4s %" SCNx64 " %x:%x %" SCNu64 "%n",
+		   &e->start, &e->end, e->perms, &e->offset, &maj, &min,
+		   &e->inode, &pos) != 7 || e->end < e->start || strlen(e->perms) != 4)
+		return -EINVAL;
+	line += pos;
+	while (*line == ' ' || *line == '\t')
+		line++;
+	snprintf(e->path, sizeof(e->path), "%s", line);
+	e->path[strcspn(e->path, "\n")] = 0;
+	return 0;
+}
+
+static const char *base_name(const char *path)
+{
+	const char *s = strrchr(path, '/');
+
+	return s ? s + 1 : path;
+}
+
+int maps_is_libc(const char *path)
+{
+	const char *b = base_name(path);
+
+	return path[0] == '/' && (!strncmp(b, "libc.so", 7) || !strncmp(b, "libc-2.", 7));
+}
+
+int maps_is_libdl(const char *path)
+{
+	const char *b = base_name(path);
+
+	return path[0] == '/' && (!strncmp(b, "libdl.so", 8) || !strncmp(b, "libdl-2.", 8));
+}
+
+int maps_is_payload(const char *path)
+{
+	return !strncmp(path, "/memfd:" PAYLOAD_MEMFD_NAME,
+			strlen("/memfd:" PAYLOAD_MEMFD_NAME));
+}
+
+int maps_is_python(const char *path)
+{
+	const char *b = base_name(path);
+
+	return path[0] == '/' && (!strncmp(b, "libpython3", 10) || !strncmp(b, "python3", 7));
+}
+
+int maps_find(pid_t pid, maps_match_fn match, struct lib_map *out)
+{
+	char fn[64], line[MAPS_PATH_MAX + 128];
+	struct map_entry e;
+	FILE *f;
+	int found = 0;
+
+	snprintf(fn, sizeof(fn), "/proc/%d/maps", (int)pid);
+	f = fopen(fn, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (maps_parse_line(line, &e) || !e.path[0] || !match(e.path))
+			continue;
+		if (!found) {
+			if (e.offset != 0)
+				continue;
+			found = 1;
+			out->start = e.start;
+			snprintf(out->path, sizeof(out->path), "%s", e.path);
+			snprintf(out->map_file, sizeof(out->map_file),
+				 "/proc/%d/map_files/%" PRIx64 "-%" PRIx64,
+				 (int)pid, e.start, e.end);
+		} else if (strcmp(e.path, out->path)) {
+			break;
+		}
+		out->end = e.end;
+	}
+	fclose(f);
+	return found ? 0 : -ENOENT;
+}

@@ -1,0 +1,406 @@
+/*
+ * collect.c - the collectors: how executed lines reach the store.
+ *
+ * CPython >= 3.12: sys.monitoring (PEP 669) with a free tool id and only the
+ * LINE event, set globally.  Setting global events instruments the code of
+ * every frame already executing (Python/instrumentation.c,
+ * instrument_all_executing_code_objects), so a loop that was running at
+ * attach reports its lines.  The callback returns DISABLE: each line costs
+ * one call, then nothing.
+ *
+ * CPython <= 3.11: a C trace function (Py_tracefunc) on every thread state
+ * through _PyEval_SetTrace(tstate, ...), exported since 3.9.  A C tracer
+ * gets line events of frames already running: maybe_call_line_trace only
+ * needs tstate->c_tracefunc, not frame->f_trace.  Threads started later get
+ * it from threading.settrace (our hook swaps itself for the C tracer on its
+ * first call) and, for threads started from C, from a sweep the payload
+ * thread makes every second.
+ *
+ * All of it runs with the GIL held.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include "collect.h"
+#include "store.h"
+
+static struct pyapi *py;
+static PyObject *disable;		/* sys.monitoring.DISABLE */
+static PyObject *monitoring;		/* sys.monitoring */
+static PyObject *line_cb, *thread_hook;	/* our builtin function objects */
+static PyObject *prev_thread_hook;	/* threading._trace_hook before us */
+static int tool_id = -1;
+static long ev_line;			/* sys.monitoring.events.LINE */
+static Py_ssize_t off_c_tracefunc = -1;	/* in PyThreadState, found at run time */
+
+
+/* ---- the hot path ------------------------------------------------------ */
+
+static struct cov_file *first_sight(PyObject *name)
+{
+	PyObject *t, *v, *tb;
+	struct cov_file *f = NULL;
+	const char *s;
+
+	py->Err_Fetch(&t, &v, &tb);	/* never disturb an exception in flight */
+	s = py->Unicode_AsUTF8AndSize(name, NULL);
+	if (s) {
+		py->IncRef(name);	/* keeps its address from being reused */
+		if (!(f = cov_store_add(name, s)))
+			py->DecRef(name);
+	}
+	py->Err_Clear();
+	py->Err_Restore(t, v, tb);
+	return f;
+}
+
+static struct cov_file *file_of(PyObject *code)
+{
+	PyObject *name = *(PyObject **)((char *)code + py->off_co_filename);
+	struct cov_file *f = cov_store_lookup(name);
+
+	return f ? f : first_sight(name);
+}
+
+/* sys.monitoring LINE callback: (code, line_number) -> DISABLE */
+static PyObject *on_line(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+	struct cov_file *f;
+
+	(void)self;
+	if (n >= 2 && (f = file_of(args[0])) && f->in_scope)
+		cov_store_mark(f, (int)py->Long_AsLong(args[1]));
+	py->IncRef(disable);
+	return disable;
+}
+
+static int on_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+	struct cov_file *f;
+	PyObject *code;
+
+	(void)obj;
+	(void)arg;
+	if (what != PY_TRACE_LINE && what != PY_TRACE_CALL)
+		return 0;
+	code = py->Frame_GetCode(frame);
+	f = file_of(code);
+	py->DecRef(code);
+	if (f && f->in_scope) {
+		if (what == PY_TRACE_LINE)
+			cov_store_mark(f, py->Frame_GetLineNumber(frame));
+	} else if (what == PY_TRACE_CALL && py->off_f_trace_lines > 0) {
+		/* A new frame we will never measure: no line events for it. */
+		*((char *)frame + py->off_f_trace_lines) = 0;
+	}
+	return 0;
+}
+
+/* threading.settrace hook, called as a Python tracer in each new thread. */
+static PyObject *on_new_thread(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+	(void)self;
+	py->Eval_SetTrace(on_trace, NULL);
+	if (n >= 1)
+		on_trace(NULL, (PyFrameObject *)args[0], PY_TRACE_CALL, NULL);
+	py->IncRef(py->None);
+	return py->None;
+}
+
+static struct py_methoddef line_def = {
+	"covinject_line", (void *)on_line, PY_METH_FASTCALL, NULL
+};
+static struct py_methoddef thread_def = {
+	"covinject_thread", (void *)on_new_thread, PY_METH_FASTCALL, NULL
+};
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static void py_error(char *err, size_t len, const char *what)
+{
+	PyObject *t = NULL, *v = NULL, *tb = NULL, *s = NULL;
+	const char *msg = NULL;
+
+	py->Err_Fetch(&t, &v, &tb);
+	if (v && (s = py->Object_Str(v)))
+		msg = py->Unicode_AsUTF8AndSize(s, NULL);
+	snprintf(err, len, "%s: %s", what, msg ? msg : "Python error");
+	if (s)
+		py->DecRef(s);
+	py->Err_Clear();
+	if (t)
+		py->DecRef(t);
+	if (v)
+		py->DecRef(v);
+	if (tb)
+		py->DecRef(tb);
+}
+
+/* Call obj.name(fmt, ...) and drop the result; 0 or -1 with err set. */
+#define CALL(err, len, obj, name, ...) call_done(err, len, name, \
+	py->Object_CallMethod(obj, name, __VA_ARGS__))
+
+static int call_done(char *err, size_t len, const char *what, PyObject *r)
+{
+	if (!r) {
+		py_error(err, len, what);
+		return -1;
+	}
+	py->DecRef(r);
+	return 0;
+}
+
+static int is_none(PyObject *o)
+{
+	return o == py->None;
+}
+
+/* ---- sys.monitoring (3.12+) -------------------------------------------- */
+
+/* Prefer COVERAGE_ID (1); never take an id another tool holds. */
+static int free_tool_id(char *err, size_t len)
+{
+	static const int order[] = { 1, 3, 4, 2, 0, 5 };
+
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		PyObject *r = py->Object_CallMethod(monitoring, "get_tool", "i", order[i]);
+		int taken;
+
+		if (!r) {
+			py_error(err, len, "sys.monitoring.get_tool");
+			return -1;
+		}
+		taken = !is_none(r);
+		py->DecRef(r);
+		if (!taken)
+			return order[i];
+	}
+	snprintf(err, len, "every sys.monitoring tool id (0-5) is in use");
+	return -1;
+}
+
+static long event_bit(const char *name)
+{
+	PyObject *events = py->Object_GetAttrString(monitoring, "events"), *v;
+	long bit = -1;
+
+	if (events && (v = py->Object_GetAttrString(events, name))) {
+		bit = py->Long_AsLong(v);
+		py->DecRef(v);
+	}
+	if (events)
+		py->DecRef(events);
+	return bit;
+}
+
+static int monitoring_start(char *err, size_t len)
+{
+	PyObject *sys = py->Import_ImportModule("sys");
+	int id;
+
+	if (!sys || !(monitoring = py->Object_GetAttrString(sys, "monitoring"))) {
+		if (sys)
+			py->DecRef(sys);
+		py_error(err, len, "sys.monitoring");
+		return -1;
+	}
+	py->DecRef(sys);
+	if (!(disable = py->Object_GetAttrString(monitoring, "DISABLE")) ||
+	    (ev_line = event_bit("LINE")) <= 0)
+		goto fail_py;
+	if ((id = free_tool_id(err, len)) < 0)
+		return -1;
+	if (CALL(err, len, monitoring, "use_tool_id", "is", id, "covinject"))
+		return -1;
+	tool_id = id;
+	if (!(line_cb = py->CFunction_NewEx(&line_def, NULL, NULL)))
+		goto fail_py;
+	if (CALL(err, len, monitoring, "register_callback", "ilO", id,
+		 ev_line, line_cb) ||
+	    CALL(err, len, monitoring, "set_events", "il", id, ev_line))
+		return -1;
+	return 0;
+fail_py:
+	py_error(err, len, "sys.monitoring");
+	return -1;
+}
+
+static void monitoring_stop(void)
+{
+	char ignore[64];
+
+	if (tool_id >= 0) {
+		CALL(ignore, sizeof(ignore), monitoring, "set_events", "ii", tool_id, 0);
+		CALL(ignore, sizeof(ignore), monitoring, "register_callback", "ilO",
+		     tool_id, ev_line, py->None);
+		CALL(ignore, sizeof(ignore), monitoring, "free_tool_id", "i", tool_id);
+	}
+	tool_id = -1;
+}
+
+/* ---- trace functions (<= 3.11) ----------------------------------------- */
+
+/*
+ * Where c_tracefunc lives in PyThreadState: set our tracer on our own
+ * thread state, find the pointer, clear it and check the slot is empty.
+ * The layout is stable within a minor version, but we do not compile it in.
+ */
+static void find_tracefunc_slot(void)
+{
+	void **ts = (void **)py->ThreadState_Get();
+	int i;
+
+	py->Eval_SetTrace(on_trace, NULL);
+	for (i = 0; i < 64 && ts[i] != (void *)on_trace; i++)
+		;
+	py->Eval_SetTrace(NULL, NULL);
+	off_c_tracefunc = (i < 64 && ts[i] == NULL) ? i * (Py_ssize_t)sizeof(void *) : -1;
+}
+
+static Py_tracefunc tracefunc_of(PyThreadState *ts)
+{
+	if (off_c_tracefunc < 0)
+		return NULL;
+	return *(Py_tracefunc *)((char *)ts + off_c_tracefunc);
+}
+
+/* Give the tracer to every thread that has none; count what we did. */
+static void trace_sweep(uint32_t *done, uint32_t *skipped)
+{
+	PyThreadState *me = py->ThreadState_Get(), *ts;
+
+	for (ts = py->InterpreterState_ThreadHead(py->InterpreterState_Main());
+	     ts; ts = py->ThreadState_Next(ts)) {
+		Py_tracefunc cur = tracefunc_of(ts);
+
+		if (ts == me || cur == on_trace)
+			continue;
+		if (cur) {
+			(*skipped)++;
+			continue;
+		}
+		if (py->Eval_SetTraceTs(ts, on_trace, NULL) == 0)
+			(*done)++;
+		else
+			py->Err_Clear();
+	}
+}
+
+static int trace_start(char *err, size_t len, uint32_t *threads, uint32_t *skipped)
+{
+	PyObject *name, *threading;
+
+	if (!py->Eval_SetTraceTs) {
+		snprintf(err, len, "_PyEval_SetTrace not found in this interpreter");
+		return -1;
+	}
+	find_tracefunc_slot();
+	if (off_c_tracefunc < 0) {
+		snprintf(err, len, "thread state layout not recognised");
+		return -1;
+	}
+	trace_sweep(threads, skipped);
+	/* Only if the program imported threading itself: importing it from a
+	 * foreign thread first confuses its bookkeeping of the main thread. */
+	name = py->Unicode_FromString("threading");
+	threading = name ? py->Import_GetModule(name) : NULL;
+	if (name)
+		py->DecRef(name);
+	if (threading && !is_none(threading)) {
+		prev_thread_hook = py->Object_GetAttrString(threading, "_trace_hook");
+		if (!prev_thread_hook)
+			py->Err_Clear();
+		thread_hook = py->CFunction_NewEx(&thread_def, NULL, NULL);
+		if (thread_hook)
+			CALL(err, len, threading, "settrace", "O", thread_hook);
+	}
+	if (threading)
+		py->DecRef(threading);
+	py->Err_Clear();
+	return 0;
+}
+
+static void trace_stop(void)
+{
+	PyThreadState *ts;
+	PyObject *name = py->Unicode_FromString("threading"), *threading, *cur;
+
+	for (ts = py->InterpreterState_ThreadHead(py->InterpreterState_Main());
+	     ts; ts = py->ThreadState_Next(ts))
+		if (tracefunc_of(ts) == on_trace && py->Eval_SetTraceTs(ts, NULL, NULL))
+			py->Err_Clear();
+	threading = name ? py->Import_GetModule(name) : NULL;
+	if (threading && !is_none(threading) && thread_hook) {
+		/* Put back what was there, unless someone replaced us since. */
+		cur = py->Object_GetAttrString(threading, "_trace_hook");
+		if (cur == thread_hook)
+			py->Object_SetAttrString(threading, "_trace_hook",
+						 prev_thread_hook ? prev_thread_hook : py->None);
+		if (cur)
+			py->DecRef(cur);
+	}
+	if (threading)
+		py->DecRef(threading);
+	if (name)
+		py->DecRef(name);
+	py->Err_Clear();
+}
+
+/* ---- interface --------------------------------------------------------- */
+
+static int use_monitoring(void)
+{
+	return py->hex >= 0x030c0000;
+}
+
+int cov_collect_start(struct pyapi *api, struct cov_collect_info *info,
+		      char *err, size_t len)
+{
+	py = api;
+	memset(info, 0, sizeof(*info));
+	info->tool_id = -1;
+	if (use_monitoring()) {
+		if (monitoring_start(err, len)) {
+			monitoring_stop();
+			return -1;
+		}
+		info->tool_id = tool_id;
+		return 0;
+	}
+	return trace_start(err, len, &info->threads, &info->skipped);
+}
+
+void cov_collect_sweep(void)
+{
+	uint32_t done = 0, skipped = 0;
+
+	if (py && !use_monitoring() && off_c_tracefunc >= 0)
+		trace_sweep(&done, &skipped);
+}
+
+static void release_key(const void *key)
+{
+	py->DecRef((PyObject *)key);
+}
+
+void cov_collect_stop(void)
+{
+	if (use_monitoring())
+		monitoring_stop();
+	else
+		trace_stop();
+}
+
+/* Drop every object we hold; the collector must be stopped. */
+void cov_collect_release(void)
+{
+	PyObject **objs[] = { &line_cb, &thread_hook, &prev_thread_hook,
+			      &disable, &monitoring };
+
+	cov_store_clear(release_key);
+	for (size_t i = 0; i < sizeof(objs) / sizeof(objs[0]); i++) {
+		if (*objs[i])
+			py->DecRef(*objs[i]);
+		*objs[i] = NULL;
+	}
+}

@@ -1,0 +1,22 @@
+/* collect.h - the collectors (payload/collect.c).  Call with the GIL held. */
+#ifndef COVINJECT_COLLECT_H
+#define COVINJECT_COLLECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "pyapi.h"
+
+struct cov_collect_info {
+	int tool_id;		/* sys.monitoring tool id, or -1 */
+	uint32_t threads;	/* thread states given the tracer */
+	uint32_t skipped;	/* thread states another tracer holds */
+};
+
+int cov_collect_start(struct pyapi *py, struct cov_collect_info *info,
+		      char *err, size_t len);
+/* <= 3.11: give the tracer to threads started since (from C, say). */
+void cov_collect_sweep(void);
+void cov_collect_stop(void);
+void cov_collect_release(void);
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * cov_state.h - the payload's status block, exported as the symbol
+ * "cov_state" and read from outside by `covinject status/dump/stop` with
+ * process_vm_readv: no cooperation of the target is needed to read it, and
+ * the target is never stopped for it.
+ *
+ * The payload writes under a sequence counter (odd while writing); a reader
+ * retries until it sees the same even value before and after its copy.
+ */
+#ifndef COVINJECT_COV_STATE_H
+#define COVINJECT_COV_STATE_H
+
+#include <stdint.h>
+
+#define COV_STATE_MAGIC	0x31746e6a69766f63ULL	/* "covinjt1" */
+#define COV_STATE_ABI	1
+#define COV_PATH_MAX	4096
+#define COV_ERR_MAX	512
+
+enum cov_phase {
+	COV_IDLE = 0,		/* loaded, never started */
+	COV_STARTING,		/* cov_start returned; thread setting up */
+	COV_COLLECTING,
+	COV_STOPPING,
+	COV_STOPPED,		/* collector removed, thread gone */
+	COV_FAILED,		/* start failed; see error; nothing installed */
+};
+
+struct cov_state {
+	uint64_t magic;
+	uint32_t abi;
+	uint32_t seq;			/* odd while the payload writes */
+	uint32_t phase;			/* enum cov_phase */
+	uint32_t starts;		/* how many cov_start calls took effect */
+	int32_t dump_sig, stop_sig;
+	int32_t py_hex;			/* PY_VERSION_HEX of the target */
+	int32_t tool_id;		/* sys.monitoring tool id, or -1 */
+	uint32_t dumps;			/* snapshots written */
+	uint32_t dump_errors;		/* snapshots that failed */
+	uint32_t dump_requests;		/* dump signals seen */
+	uint32_t files, lines;		/* measured so far */
+	uint32_t threads;		/* threads given the collector at start */
+	uint32_t skipped_threads;	/* already traced by another tool */
+	int64_t last_dump_ns;		/* CLOCK_REALTIME of the last snapshot */
+	char data_file[COV_PATH_MAX];	/* the snapshot's name (exists once dumps>0) */
+	char error[COV_ERR_MAX];	/* last failure, "" if none */
+};
+
+#endif

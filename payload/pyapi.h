@@ -1,0 +1,101 @@
+/*
+ * pyapi.h - the parts of the CPython C-API (and of SQLite) the payload uses,
+ * declared here with our own minimal types and resolved at run time by
+ * payload/pyapi.c, the only file that calls dlsym.  No Python.h: one build
+ * serves every interpreter from 3.9 to 3.13.
+ *
+ * Only functions and layouts that are stable for the whole range are used.
+ * Where a struct offset is needed (co_filename in a code object,
+ * f_trace_lines in a frame), it is read at run time from the type's own
+ * tp_members table, never compiled in.
+ */
+#ifndef COVINJECT_PYAPI_H
+#define COVINJECT_PYAPI_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct _object PyObject;
+typedef struct _ts PyThreadState;
+typedef struct _is PyInterpreterState;
+typedef struct _frame PyFrameObject;
+typedef ssize_t Py_ssize_t;
+typedef int (*Py_tracefunc)(PyObject *, PyFrameObject *, int, PyObject *);
+
+/* Include/methodobject.h; unchanged 3.9-3.13. */
+struct py_methoddef {
+	const char *name;
+	void *meth;
+	int flags;
+	const char *doc;
+};
+#define PY_METH_FASTCALL	0x0080
+
+/* Include/cpython/pystate.h trace events. */
+#define PY_TRACE_CALL	0
+#define PY_TRACE_LINE	2
+
+struct pyapi {
+	int hex;				/* PY_VERSION_HEX */
+	int (*IsInitialized)(void);
+	const char *(*GetVersion)(void);
+	int (*GILState_Ensure)(void);
+	void (*GILState_Release)(int);
+	PyThreadState *(*ThreadState_Get)(void);
+	PyInterpreterState *(*InterpreterState_Main)(void);
+	PyThreadState *(*InterpreterState_ThreadHead)(PyInterpreterState *);
+	PyThreadState *(*ThreadState_Next)(PyThreadState *);
+	PyObject *(*Import_GetModule)(PyObject *name);
+	PyObject *(*Import_ImportModule)(const char *);
+	PyObject *(*Object_GetAttrString)(PyObject *, const char *);
+	int (*Object_SetAttrString)(PyObject *, const char *, PyObject *);
+	PyObject *(*Object_CallMethod)(PyObject *, const char *, const char *, ...);
+	PyObject *(*Object_Str)(PyObject *);
+	PyObject *(*Long_FromLong)(long);
+	long (*Long_AsLong)(PyObject *);
+	PyObject *(*Unicode_FromString)(const char *);
+	const char *(*Unicode_AsUTF8AndSize)(PyObject *, Py_ssize_t *);
+	PyObject *(*CFunction_NewEx)(struct py_methoddef *, PyObject *, PyObject *);
+	void (*IncRef)(PyObject *);
+	void (*DecRef)(PyObject *);
+	PyObject *(*Err_Occurred)(void);
+	void (*Err_Fetch)(PyObject **, PyObject **, PyObject **);
+	void (*Err_Restore)(PyObject *, PyObject *, PyObject *);
+	void (*Err_Clear)(void);
+	PyObject *(*Frame_GetCode)(PyFrameObject *);
+	int (*Frame_GetLineNumber)(PyFrameObject *);
+	void (*Eval_SetTrace)(Py_tracefunc, PyObject *);
+	/* <= 3.11 only: set the trace function of another thread state. */
+	int (*Eval_SetTraceTs)(PyThreadState *, Py_tracefunc, PyObject *);
+	PyObject *None;
+	void *CodeType, *FrameType;
+	/* Offsets found at run time in the types' tp_members. */
+	Py_ssize_t off_co_filename;
+	Py_ssize_t off_f_trace_lines;
+};
+
+/* Resolve everything; 0 or -1 with a message in err. */
+int cov_pyapi_load(struct pyapi *py, char *err, size_t errlen);
+
+/* SQLite's C interface, the subset the writer needs. */
+typedef struct sqlite3 sqlite3;
+typedef struct sqlite3_stmt sqlite3_stmt;
+
+struct sqlite_api {
+	int (*open_v2)(const char *, sqlite3 **, int, const char *);
+	int (*close)(sqlite3 *);
+	int (*exec)(sqlite3 *, const char *, void *, void *, char **);
+	int (*prepare_v2)(sqlite3 *, const char *, int, sqlite3_stmt **, const char **);
+	int (*bind_int64)(sqlite3_stmt *, int, long long);
+	int (*bind_text)(sqlite3_stmt *, int, const char *, int, void (*)(void *));
+	int (*bind_blob)(sqlite3_stmt *, int, const void *, int, void (*)(void *));
+	int (*step)(sqlite3_stmt *);
+	int (*reset)(sqlite3_stmt *);
+	int (*finalize)(sqlite3_stmt *);
+	const char *(*errmsg)(sqlite3 *);
+	void (*free)(void *);
+};
+
+int cov_sqlite_load(struct sqlite_api *sq, char *err, size_t errlen);
+
+#endif

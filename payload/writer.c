@@ -1,0 +1,182 @@
+/*
+ * writer.c - write a snapshot as a coverage.py data file: SQLite, schema 7
+ * (coverage/sqldata.py; unchanged since coverage.py 5.0), through the
+ * target's own libsqlite3.
+ *
+ * The file is built under a temporary name that coverage.py's combine does
+ * not match (".covinject-tmp.*" instead of ".coverage.*"), created with
+ * O_EXCL|O_NOFOLLOW, made durable, then renamed over the final name: a
+ * reader sees the previous snapshot or the new one, never half of one, and
+ * a failed write leaves the previous snapshot in place.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "pyapi.h"
+#include "writer.h"
+
+#define SQLITE_OK		0
+#define SQLITE_DONE		101
+#define SQLITE_OPEN_READWRITE	0x00000002
+#define SQLITE_OPEN_NOFOLLOW	0x01000000
+#define SQLITE_TRANSIENT	((void (*)(void *))-1)
+
+static const char schema[] =
+	"PRAGMA journal_mode=OFF;"
+	"PRAGMA synchronous=OFF;"
+	"BEGIN;"
+	"CREATE TABLE coverage_schema (version integer);"
+	"CREATE TABLE meta (key text, value text, unique (key));"
+	"CREATE TABLE file (id integer primary key, path text, unique (path));"
+	"CREATE TABLE context (id integer primary key, context text, unique (context));"
+	"CREATE TABLE line_bits (file_id integer, context_id integer, numbits blob,"
+	" foreign key (file_id) references file (id),"
+	" foreign key (context_id) references context (id),"
+	" unique (file_id, context_id));"
+	"CREATE TABLE arc (file_id integer, context_id integer, fromno integer,"
+	" tono integer, foreign key (file_id) references file (id),"
+	" foreign key (context_id) references context (id),"
+	" unique (file_id, context_id, fromno, tono));"
+	"CREATE TABLE tracer (file_id integer primary key, tracer text,"
+	" foreign key (file_id) references file (id));"
+	"INSERT INTO coverage_schema (version) VALUES (7);"
+	"INSERT INTO context (id, context) VALUES (1, '');";
+
+static int fail(char *err, size_t len, const char *what, const char *why)
+{
+	snprintf(err, len, "%s: %s", what, why);
+	return -1;
+}
+
+static int exec_meta(const struct sqlite_api *sq, sqlite3 *db, const char *argv)
+{
+	static const char *const keys[] = { "has_arcs", "version", "when", "sys_argv" };
+	char when[32];
+	const char *vals[4];
+	sqlite3_stmt *st;
+	time_t t = time(NULL);
+	struct tm tm;
+	int rc = 0;
+
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&t, &tm));
+	vals[0] = "0";
+	vals[1] = COVINJECT_DATA_VERSION;
+	vals[2] = when;
+	vals[3] = argv;
+	if (sq->prepare_v2(db, "INSERT INTO meta (key, value) VALUES (?, ?)", -1,
+			   &st, NULL) != SQLITE_OK)
+		return -1;
+	for (int i = 0; i < 4 && !rc; i++) {
+		sq->bind_text(st, 1, keys[i], -1, SQLITE_TRANSIENT);
+		sq->bind_text(st, 2, vals[i], -1, SQLITE_TRANSIENT);
+		rc = sq->step(st) == SQLITE_DONE ? 0 : -1;
+		sq->reset(st);
+	}
+	sq->finalize(st);
+	return rc;
+}
+
+static int insert_files(const struct sqlite_api *sq, sqlite3 *db,
+			const struct cov_snap *s)
+{
+	sqlite3_stmt *f, *l;
+	int rc = 0;
+
+	if (sq->prepare_v2(db, "INSERT INTO file (id, path) VALUES (?, ?)", -1,
+			   &f, NULL) != SQLITE_OK)
+		return -1;
+	if (sq->prepare_v2(db, "INSERT INTO line_bits (file_id, context_id, numbits)"
+			   " VALUES (?, 1, ?)", -1, &l, NULL) != SQLITE_OK) {
+		sq->finalize(f);
+		return -1;
+	}
+	for (size_t i = 0; i < s->n && !rc; i++) {
+		sq->bind_int64(f, 1, (long long)i + 1);
+		sq->bind_text(f, 2, s->files[i].path, -1, SQLITE_TRANSIENT);
+		sq->bind_int64(l, 1, (long long)i + 1);
+		sq->bind_blob(l, 2, s->files[i].bits, (int)s->files[i].nbytes,
+			      SQLITE_TRANSIENT);
+		if (sq->step(f) != SQLITE_DONE || sq->step(l) != SQLITE_DONE)
+			rc = -1;
+		sq->reset(f);
+		sq->reset(l);
+	}
+	sq->finalize(f);
+	sq->finalize(l);
+	return rc;
+}
+
+static int fill(const struct sqlite_api *sq, const char *tmp,
+		const struct cov_snap *s, const char *argv, char *err, size_t len)
+{
+	sqlite3 *db = NULL;
+	char *emsg = NULL;
+	int rc = -1;
+
+	if (sq->open_v2(tmp, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW,
+			NULL) != SQLITE_OK) {
+		fail(err, len, "open", db ? sq->errmsg(db) : "out of memory");
+		goto out;
+	}
+	if (sq->exec(db, schema, NULL, NULL, &emsg) != SQLITE_OK) {
+		fail(err, len, "create schema", emsg ? emsg : sq->errmsg(db));
+		goto out;
+	}
+	if (exec_meta(sq, db, argv) || insert_files(sq, db, s)) {
+		fail(err, len, "insert", sq->errmsg(db));
+		goto out;
+	}
+	if (sq->exec(db, "COMMIT", NULL, NULL, &emsg) != SQLITE_OK) {
+		fail(err, len, "commit", emsg ? emsg : sq->errmsg(db));
+		goto out;
+	}
+	rc = 0;
+out:
+	if (emsg)
+		sq->free(emsg);
+	if (db && sq->close(db) != SQLITE_OK && !rc)
+		rc = fail(err, len, "close", "database busy");
+	return rc;
+}
+
+static int sync_file(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), rc;
+
+	if (fd < 0)
+		return -1;
+	rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+int cov_write_snapshot(const struct cov_snap *s, const char *dir,
+		       const char *final, const char *tmpname, const char *argv,
+		       char *err, size_t errlen)
+{
+	struct sqlite_api sq;
+	char tmp[4096 + 64];
+	int fd;
+
+	if (cov_sqlite_load(&sq, err, errlen))
+		return -1;
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/%s", dir, tmpname) >= sizeof(tmp))
+		return fail(err, errlen, dir, "path too long");
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return fail(err, errlen, tmp, strerror(errno));
+	close(fd);
+	if (fill(&sq, tmp, s, argv, err, errlen) || sync_file(tmp) ||
+	    rename(tmp, final)) {
+		int e = errno;
+
+		if (!err[0])
+			fail(err, errlen, final, strerror(e));
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,586 @@
+#!/usr/bin/env python3
+"""covinject's test runner: the C unit tests, then the end-to-end tests.
+
+End-to-end tests start real Python processes (every CPython >= 3.9 found:
+the system's python3, every version under `pyenv root`, and any listed in
+COVINJECT_PYTHONS), attach the real ./covinject, and read the data files
+through coverage.py itself.  Nothing is mocked.
+
+Every test prints PASS, FAIL or SKIP with its name; the last line is
+"N passed, M failed, K skipped" and the exit status is 1 on any failure.
+Run a subset with: test/run.py -k NAME-SUBSTRING
+"""
+import glob
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COVINJECT = os.path.join(ROOT, "covinject")
+TARGETS = os.path.join(ROOT, "test", "targets")
+SUPPORTED = [(3, 9), (3, 10), (3, 11), (3, 12), (3, 13)]
+
+try:
+    import coverage
+except ImportError:
+    sys.exit("test/run.py: coverage.py is not importable by %s: install "
+             "python3-coverage (apt-get install python3-coverage)" % sys.executable)
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def wait_for(cond, what, timeout=10.0, interval=0.02):
+    """Poll cond() until it returns a true value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise Failure("timed out after %.0f s waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+# ---- interpreters -----------------------------------------------------------
+
+def py_version(exe):
+    try:
+        out = subprocess.run([exe, "-c", "import sys; print(*sys.version_info[:2])"],
+                             capture_output=True, text=True, timeout=20).stdout
+        major, minor = out.split()
+        return int(major), int(minor)
+    except Exception:
+        return None
+
+
+def discover():
+    """[(label, exe, (major, minor))], and names of versions not found."""
+    candidates = [("system", "/usr/bin/python3")]
+    pyenv_root = None
+    if shutil.which("pyenv"):
+        pyenv_root = subprocess.run(["pyenv", "root"], capture_output=True,
+                                    text=True).stdout.strip()
+    pyenv_root = pyenv_root or os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    for exe in sorted(glob.glob(os.path.join(pyenv_root, "versions", "*", "bin", "python3"))):
+        candidates.append(("pyenv-" + exe.split(os.sep)[-3], exe))
+    for exe in re.split(r"[:\s]+", os.environ.get("COVINJECT_PYTHONS", "")):
+        if exe:
+            candidates.append(("env-" + os.path.basename(exe), exe))
+    found, seen, skipped = [], set(), []
+    for label, exe in candidates:
+        if not os.path.exists(exe):
+            if label.startswith("env-"):
+                skipped.append("%s (%s): not found" % (label, exe))
+            continue
+        real = os.path.realpath(exe)
+        if real in seen:
+            continue
+        seen.add(real)
+        ver = py_version(exe)
+        if ver is None:
+            skipped.append("%s (%s): does not run" % (label, exe))
+        elif ver not in SUPPORTED:
+            skipped.append("%s: Python %d.%d is not supported" % ((label,) + ver))
+        else:
+            found.append((label, exe, ver))
+    have = {v for _, _, v in found}
+    for v in SUPPORTED:
+        if v not in have:
+            skipped.append("python%d.%d: not found on this machine" % v)
+    return found, skipped
+
+
+# ---- processes --------------------------------------------------------------
+
+class Target:
+    """A Python process running one of test/targets, killed at the end."""
+
+    live = []
+
+    def __init__(self, exe, script, *args, preexec=None):
+        self.proc = subprocess.Popen(
+            [exe, os.path.join(TARGETS, script)] + list(args),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=preexec)
+        Target.live.append(self)
+        self.pid = self.proc.pid
+        line = self.proc.stdout.readline()
+        if not line.startswith("READY"):
+            raise Failure("%s did not start: %r %s" % (script, line, self.proc.stderr.read()))
+        self.ready = line.split()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def sigcgt(self):
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return int(line.split()[1], 16)
+        return 0
+
+    def payload_mapped(self):
+        with open("/proc/%d/maps" % self.pid) as f:
+            return "covinject-payload" in f.read()
+
+    def kill(self):
+        if self.alive():
+            self.proc.kill()
+        self.proc.wait()
+
+    @classmethod
+    def kill_all(cls):
+        for t in cls.live:
+            t.kill()
+        cls.live = []
+
+
+def cli(*args, timeout=30, user=None):
+    def drop():
+        os.setgid(65534)
+        os.setgroups([])
+        os.setuid(65534)
+    r = subprocess.run([COVINJECT] + [str(a) for a in args], capture_output=True,
+                       text=True, timeout=timeout, preexec_fn=drop if user else None)
+    return r
+
+
+def cli_ok(*args, **kw):
+    r = cli(*args, **kw)
+    check(r.returncode == 0, "covinject %s exited %d: %s" % (
+        " ".join(map(str, args)), r.returncode, r.stderr.strip()))
+    return r.stdout
+
+
+def tagged(script, tag):
+    """Line numbers of script that carry '# @tag'."""
+    lines = set()
+    with open(os.path.join(TARGETS, script)) as f:
+        for n, line in enumerate(f, 1):
+            if re.search(r"#\s+@%s\b" % tag, line):
+                lines.add(n)
+    return lines
+
+
+def function_body(script, name):
+    """Line numbers strictly inside def name(): up to the next blank line."""
+    lines, inside = set(), False
+    with open(os.path.join(TARGETS, script)) as f:
+        for n, line in enumerate(f, 1):
+            if line.startswith("def %s(" % name):
+                inside = True
+            elif inside and not line.strip():
+                break
+            elif inside:
+                lines.add(n)
+    return lines
+
+
+def measured(datafile, script):
+    """Lines of script recorded in datafile, as coverage.py reads them."""
+    data = coverage.CoverageData(datafile)
+    data.read()
+    path = os.path.realpath(os.path.join(TARGETS, script))
+    return set(data.lines(path) or ())
+
+
+def get(port, path):
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=10) as r:
+        return r.read().decode()
+
+
+# ---- end-to-end tests -------------------------------------------------------
+
+def t_http_server(exe, tmp):
+    """Routes hit after start are recorded exactly, others are not; the
+    worker thread's running loop is recorded; dump, stop, start again."""
+    script = "http_server.py"
+    t = Target(exe, script)
+    port = int(t.ready[1])
+    get(port, "/c")                       # before attach: must not count
+    out = cli_ok("start", "-o", tmp, t.pid)
+    check("collecting in %d" % t.pid in out, "start said: %r" % out)
+    check(get(port, "/a") == "a2", "route /a answered wrongly")
+    body = {r: function_body(script, "route_" + r) for r in "abc"}
+
+    def dump_has(lines):
+        path = cli_ok("dump", t.pid).strip()
+        got = measured(path, script)
+        return (path, got) if lines <= got else None
+    path, got = wait_for(lambda: dump_has(tagged(script, "w")), "the worker loop in a snapshot")
+    check(got & body["a"] == tagged(script, "a"), "route_a lines %s, expected %s" % (
+        sorted(got & body["a"]), sorted(tagged(script, "a"))))
+    check(not got & (body["b"] | body["c"]), "routes not hit after start recorded: %s" % sorted(got & (body["b"] | body["c"])))
+    get(port, "/b")
+    path2 = cli_ok("dump", t.pid).strip()
+    check(path2 == path, "second snapshot went to %s, not %s" % (path2, path))
+    got = measured(path2, script)
+    check(got & body["b"] == tagged(script, "b"), "route_b lines %s after dump" % sorted(got & body["b"]))
+    final = cli_ok("stop", t.pid).strip()
+    check(final == path, "stop printed %s" % final)
+    check(not t.sigcgt() & (1 << (signal.SIGUSR1 - 1) | 1 << (signal.SIGUSR2 - 1)),
+          "USR1/USR2 handlers still installed after stop")
+    check(get(port, "/c") == "c3", "server does not answer after stop")
+    check(not measured(final, script) & body["c"], "route /c recorded after stop")
+    # start again: only what runs in between is in the new file
+    out = cli_ok("start", "-o", tmp, t.pid)
+    get(port, "/c")
+    second = cli_ok("stop", t.pid).strip()
+    check(second != final, "the second session overwrote the first file")
+    got = measured(second, script)
+    check(got & body["c"] == tagged(script, "c"), "route_c lines %s in 2nd session" % sorted(got & body["c"]))
+    check(not got & (body["a"] | body["b"]), "2nd session has lines run before it: %s" % sorted(got & (body["a"] | body["b"])))
+    check(get(port, "/a") == "a2" and t.alive(), "server unhealthy after the second stop")
+    t.proc.kill()
+    out, err = t.proc.communicate()
+    check(out == "" and err == "", "the target printed %r / %r" % (out, err))
+
+
+def t_busy_main(exe, tmp):
+    """The only thread is inside a busy loop at attach: its body is recorded."""
+    t = Target(exe, "busy.py")
+    cli_ok("start", "-o", tmp, t.pid)
+    want = tagged("busy.py", "w")
+    wait_for(lambda: want <= measured(cli_ok("dump", t.pid).strip(), "busy.py"),
+             "the busy loop's body in a snapshot")
+    cli_ok("stop", t.pid)
+    check(t.alive(), "target died")
+
+
+def t_sleep_intact(exe, tmp):
+    """time.sleep(3) in progress at attach still lasts 3 s and raises nothing."""
+    t = Target(exe, "sleeper.py", "3")
+    time.sleep(0.3)
+    cli_ok("start", "-o", tmp, t.pid)
+    cli_ok("stop", t.pid)
+    out, err = t.proc.communicate(timeout=10)
+    check(t.proc.returncode == 0, "sleeper exited %s: %s" % (t.proc.returncode, err))
+    m = re.match(r"SLEPT ([\d.]+)", out)
+    check(m, "sleep did not complete: %r %r" % (out, err))
+    check(2.99 <= float(m.group(1)) < 3.5, "time.sleep(3) took %s s" % m.group(1))
+
+
+def t_coverage_report(exe, tmp):
+    """coverage combine + report read our files as their own."""
+    t = Target(exe, "http_server.py")
+    port = int(t.ready[1])
+    cli_ok("start", "-o", tmp, t.pid)
+    get(port, "/a")
+    cli_ok("stop", t.pid)
+    env = dict(os.environ, COVERAGE_FILE=os.path.join(tmp, ".coverage"))
+    combine = subprocess.run([sys.executable, "-m", "coverage", "combine", tmp],
+                             capture_output=True, text=True, cwd=tmp, env=env)
+    check(combine.returncode == 0, "coverage combine: %s" % combine.stderr)
+    report = subprocess.run([sys.executable, "-m", "coverage", "report", "-m"],
+                            capture_output=True, text=True, cwd=tmp, env=env)
+    check(report.returncode == 0, "coverage report: %s" % report.stderr)
+    check("http_server.py" in report.stdout, "report lacks the target: %s" % report.stdout)
+
+
+def as_nobody():
+    os.setgid(65534)
+    os.setgroups([])
+    os.setuid(65534)
+
+
+def t_dump_error_kept(exe, tmp):
+    """An output directory that went away fails the snapshot with a clear
+    message in dump and status; the data stays and the next one succeeds."""
+    out, away = os.path.join(tmp, "out"), os.path.join(tmp, "away")
+    os.mkdir(out)
+    t = Target(exe, "busy.py")
+    cli_ok("start", "-o", out, t.pid)
+    os.rename(out, away)
+    r = cli("dump", t.pid)
+    check(r.returncode == 1 and re.search(
+        r"^covinject: dump %d: snapshot failed: .*No such file.*data stays in memory" % t.pid,
+        r.stderr), "dump into a missing directory: %d %r" % (r.returncode, r.stderr))
+    st = cli_ok("status", t.pid)
+    check(re.search(r"snapshots: 0 written, 1 failed", st) and "No such file" in st,
+          "status does not show the failure: %r" % st)
+    os.rename(away, out)
+    check(os.listdir(out) == [], "files left behind: %s" % os.listdir(out))
+    path = cli_ok("dump", t.pid).strip()
+    check(tagged("busy.py", "w") <= measured(path, "busy.py"), "data lost after the failure")
+    check("last error: none" in cli_ok("status", t.pid), "error not cleared")
+    cli_ok("stop", t.pid)
+    check(t.alive(), "target died")
+
+
+E2E = [t_http_server, t_busy_main, t_sleep_intact, t_coverage_report, t_dump_error_kept]
+
+
+def t_install(tmp):
+    """make install puts a command that finds its installed payload."""
+    dest = os.path.join(tmp, "root")
+    r = subprocess.run(["make", "-s", "-C", ROOT, "install", "PREFIX=/usr",
+                        "DESTDIR=" + dest], capture_output=True, text=True)
+    check(r.returncode == 0, "make install: %s" % r.stderr)
+    exe = os.path.join(dest, "usr", "bin", "covinject")
+    check(os.path.exists(os.path.join(dest, "usr/lib/covinject/covinject-payload.so")),
+          "payload not installed")
+    t = Target("/usr/bin/python3", "busy.py")
+    for args in (["start", "-o", tmp, t.pid], ["stop", t.pid]):
+        r = subprocess.run([exe] + [str(a) for a in args], capture_output=True, text=True)
+        check(r.returncode == 0, "installed covinject %s: %s" % (args[0], r.stderr))
+
+
+def t_help(tmp):
+    """--version, and --help for the command and each subcommand."""
+    out = cli_ok("--version")
+    check(re.match(r"covinject \d+\.\d+\.\d+$", out.strip()), "--version: %r" % out)
+    check("commands:" in cli_ok("--help"), "covinject --help")
+    for sub in ("start", "dump", "stop", "status"):
+        check(cli_ok(sub, "--help").startswith("usage: covinject %s" % sub), sub + " --help")
+
+
+# ---- refusals: message, exit status, target untouched -----------------------
+
+def refusal(args, status, pattern, target=None, user=None):
+    r = cli(*args, user=user)
+    check(r.returncode == status, "exit %d, expected %d: %s" % (r.returncode, status, r.stderr.strip()))
+    lines = r.stderr.strip().splitlines()
+    check(len(lines) == 1, "expected one line, got %r" % r.stderr)
+    check(re.search(pattern, lines[0]), "message %r does not match %r" % (lines[0], pattern))
+    if target:
+        check(target.alive(), "target died")
+        check(not target.payload_mapped(), "payload loaded despite the refusal")
+
+
+def refusal_tests(exe, tmp):
+    """(name, function) pairs; each builds what it needs."""
+    tests = []
+
+    def add(name):
+        def deco(fn):
+            tests.append((name, fn))
+            return fn
+        return deco
+
+    @add("no such process")
+    def _():
+        pid = 4194000
+        while os.path.exists("/proc/%d" % pid):
+            pid += 1
+        refusal(["start", "-o", tmp, pid], 1, r"^covinject: start %d: no such process" % pid)
+
+    @add("not a Python process")
+    def _():
+        p = subprocess.Popen(["sleep", "60"])
+        try:
+            refusal(["start", "-o", tmp, p.pid], 1,
+                    r"^covinject: start %d: sleep is not a CPython process.*give the pid" % p.pid)
+        finally:
+            p.kill()
+            p.wait()
+
+    @add("unsupported Python version")
+    def _():
+        old = [e for e in glob.glob(os.path.expanduser("~/.pyenv/versions/*/bin/python3"))
+               if py_version(e) not in SUPPORTED + [None]]
+        if not old:
+            raise Skip("no Python < 3.9 installed")
+        p = subprocess.Popen([old[0], "-c", "import time; time.sleep(60)"])
+        try:
+            time.sleep(0.5)
+            refusal(["start", "-o", tmp, p.pid], 1, r"Python 3\.\d \(.*\) is not supported.*3\.9 to 3\.13")
+            check(p.poll() is None, "old python died")
+        finally:
+            p.kill()
+            p.wait()
+
+    @add("already collecting")
+    def _():
+        t = Target(exe, "idle.py")
+        cli_ok("start", "-o", tmp, t.pid)
+        r = cli("start", "-o", tmp, t.pid)
+        check(r.returncode == 1 and re.search(
+            r"^covinject: start %d: covinject is already collecting.*covinject stop %d" % (t.pid, t.pid),
+            r.stderr), "second start: %d %r" % (r.returncode, r.stderr))
+        cli_ok("stop", t.pid)
+        check(t.alive(), "target died")
+
+    @add("output directory missing")
+    def _():
+        t = Target(exe, "idle.py")
+        refusal(["start", "-o", os.path.join(tmp, "nope"), t.pid], 1,
+                r"^covinject: start %d: output directory .*/nope: No such file" % t.pid, t)
+
+    @add("output directory not writable by the target")
+    def _():
+        def as_nobody():
+            os.setgid(65534)
+            os.setgroups([])
+            os.setuid(65534)
+        locked = tempfile.mkdtemp(dir=tmp)
+        os.chmod(locked, 0o755)
+        os.chmod(tmp, 0o755)
+        t = Target(exe, "idle.py", preexec=as_nobody)
+        refusal(["start", "-o", locked, t.pid], 1,
+                r"^covinject: start %d: output directory .* is not writable by the process \(uid 65534\)" % t.pid, t)
+
+    @add("dump signal already handled")
+    def _():
+        t = Target(exe, "idle.py", "catch-USR1")
+        before = t.sigcgt()
+        refusal(["start", "-o", tmp, t.pid], 1,
+                r"^covinject: start %d: the process already handles SIGUSR1.*--dump-signal RTMIN\+3" % t.pid, t)
+        check(t.sigcgt() == before, "signal handlers changed")
+
+    @add("already traced")
+    def _():
+        t = Target(exe, "idle.py")
+        tracer = subprocess.Popen([sys.executable, "-c", (
+            "import ctypes, sys, time\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            "assert libc.ptrace(0x4206, %d, None, None) == 0\n"   # PTRACE_SEIZE
+            "print('ok', flush=True)\n"
+            "time.sleep(60)\n") % t.pid], stdout=subprocess.PIPE, text=True)
+        try:
+            check(tracer.stdout.readline().strip() == "ok", "could not set up a tracer")
+            refusal(["start", "-o", tmp, t.pid], 1,
+                    r"^covinject: start %d: it is already traced by pid %d" % (t.pid, tracer.pid), t)
+        finally:
+            tracer.kill()
+            tracer.wait()
+
+    @add("ptrace not permitted")
+    def _():
+        t = Target(exe, "idle.py")
+        os.chmod(tmp, 0o777)
+        refusal(["start", "-o", tmp, t.pid], 1,
+                r"^covinject: start %d: .*(Operation not permitted|Permission denied).*run as root" % t.pid,
+                t, user=65534)
+
+    @add("dump when not attached")
+    def _():
+        t = Target(exe, "idle.py")
+        refusal(["dump", t.pid], 1,
+                r"^covinject: dump %d: covinject is not loaded in this process.*covinject start %d" % (t.pid, t.pid), t)
+
+    @add("stop after stop")
+    def _():
+        t = Target(exe, "idle.py")
+        cli_ok("start", "-o", tmp, t.pid)
+        cli_ok("stop", t.pid)
+        r = cli("stop", t.pid)
+        check(r.returncode == 1 and "is stopped in this process, not collecting" in r.stderr,
+              "second stop: %d %r" % (r.returncode, r.stderr))
+        check(t.alive(), "target died")
+
+    usage = [
+        ([], "missing command"),
+        (["frobnicate", "1"], "unknown command 'frobnicate'"),
+        (["start"], "missing PID"),
+        (["start", "abc"], "'abc' is not a process id"),
+        (["start", "0"], "'0' is not a process id"),
+        (["start", "--", "-5"], "'-5' is not a process id"),
+        (["start", "99999999999"], "'99999999999' is not a process id"),
+        (["start", "1"], "pid 1 is the init process"),
+        (["start", "--bogus", "123"], "unknown option '--bogus'"),
+        (["start", "--dump-signal", "FOO", "123"], "unknown signal 'FOO'"),
+        (["start", "--dump-signal", "KILL", "123"], "signal 'KILL' cannot be used: it cannot be caught"),
+        (["start", "--stop-signal", "SEGV", "123"], "signal 'SEGV' cannot be used: it reports a fault"),
+        (["start", "--dump-signal", "RTMIN+3", "--stop-signal", "RTMIN+3", "123"], "must differ"),
+        (["start", "--timeout", "-1", "123"], "--timeout '-1'"),
+        (["dump", "-o", "/tmp", "123"], "option '-o' belongs to start"),
+        (["start", "12", "13"], "unexpected argument '13'"),
+    ]
+    for args, msg in usage:
+        def run(args=args, msg=msg):
+            refusal(args, 2, re.escape(msg))
+        tests.append(("usage: covinject %s" % " ".join(args), run))
+    return tests
+
+
+class Skip(Exception):
+    pass
+
+
+# ---- runner -----------------------------------------------------------------
+
+class Results:
+    def __init__(self, pattern):
+        self.passed = self.failed = self.skipped = 0
+        self.pattern = pattern
+
+    def run(self, name, fn, exe=None):
+        if self.pattern and self.pattern not in name:
+            return
+        tmp = tempfile.mkdtemp(prefix="covinject-test-")
+        t0 = time.monotonic()
+        try:
+            fn(exe, tmp) if exe else fn(tmp) if fn.__code__.co_argcount == 1 else fn()
+            self.passed += 1
+            print("PASS %s (%.1f s)" % (name, time.monotonic() - t0), flush=True)
+        except Skip as e:
+            self.skip(name, str(e))
+        except Exception as e:
+            self.failed += 1
+            print("FAIL %s: %s: %s" % (name, type(e).__name__, e), flush=True)
+        finally:
+            Target.kill_all()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def skip(self, name, why):
+        self.skipped += 1
+        print("SKIP %s: %s" % (name, why), flush=True)
+
+
+def unit_tests(res):
+    if res.pattern and res.pattern not in "unit":
+        return
+    r = subprocess.run([os.path.join(ROOT, "test", "unit")], capture_output=True, text=True)
+    sys.stdout.write(r.stdout)
+    m = re.search(r"unit: (\d+) passed, (\d+) failed", r.stdout)
+    if not m:
+        res.failed += 1
+        print("FAIL unit: no summary (exit %d) %s" % (r.returncode, r.stderr), flush=True)
+        return
+    res.passed += int(m.group(1))
+    res.failed += int(m.group(2)) + (1 if r.returncode and not int(m.group(2)) else 0)
+
+
+def main():
+    pattern = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else None
+    if os.geteuid() != 0:
+        sys.exit("test/run.py: the end-to-end tests need root (ptrace and setuid)")
+    res = Results(pattern)
+    unit_tests(res)
+    found, skipped = discover()
+    for why in skipped:
+        res.skip("interpreter " + why.split(":")[0], why.split(": ", 1)[1])
+    print("interpreters: %s" % ", ".join("%s (%d.%d)" % (l, v[0], v[1]) for l, _, v in found),
+          flush=True)
+    for label, exe, _ in found:
+        for fn in E2E:
+            res.run("%s [%s]" % (fn.__name__[2:], label), fn, exe)
+    res.run("install", t_install)
+    res.run("help and version", t_help)
+    system = [f for f in found if f[0] == "system"] or found[:1]
+    for label, exe, _ in system:
+        tmp = tempfile.mkdtemp(prefix="covinject-refusal-")
+        try:
+            for name, fn in refusal_tests(exe, tmp):
+                res.run("refusal: %s [%s]" % (name, label), fn)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print("%d passed, %d failed, %d skipped" % (res.passed, res.failed, res.skipped))
+    return 1 if res.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

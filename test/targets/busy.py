@@ -1,0 +1,10 @@
+# The main thread is inside a busy loop, and there is no other thread, when
+# covinject attaches: the loop body (tagged @w) must be recorded.
+import sys
+
+print("READY", flush=True)
+n = 0
+while True:
+    n += 1  # @w
+    if n % 1000 == 0:  # @w
+        sys.stdout.flush()  # @w

@@ -1,0 +1,631 @@
+/*
+ * unit.c - host-only unit tests of covinject's pure helpers: maps lines,
+ * ELF symbol lookup (against this process's own libc), signal names, pid
+ * and seconds arguments, /proc/PID/status, the payload's configuration
+ * text, path scoping and the numbits line store.  No process is traced.
+ *
+ * Every check has a name; a failed one prints "FAIL name: detail".  The
+ * last line is "unit: N passed, M failed"; the exit status is 1 if M > 0.
+ */
+#include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "../inject/maps.h"
+#include "../inject/elf.h"
+#include "../cli/cli.h"
+#include "../payload/config.h"
+#include "../payload/store.h"
+
+static int passed, failed;
+
+static void check(const char *name, int ok, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void check(const char *name, int ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ok) {
+		passed++;
+		return;
+	}
+	failed++;
+	printf("FAIL %s: ", name);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+}
+
+#define CHECK(name, cond) check(name, !!(cond), "%s", #cond)
+
+/* A temporary directory for the files the tests need, removed at exit. */
+static char tmpdir[] = "/tmp/covinject-unit.XXXXXX";
+
+static void tmp_path(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", tmpdir, name);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+/* The whole file (also /proc files, whose st_size is 0) in a malloc'd,
+ * so 8-byte aligned, NUL-terminated buffer; NULL on error. */
+static unsigned char *read_file(const char *path, size_t *len)
+{
+	size_t cap = 1 << 16, n = 0;
+	unsigned char *buf = NULL, *nb;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t r = -1;
+
+	if (fd < 0)
+		return NULL;
+	while ((nb = realloc(buf, cap))) {
+		buf = nb;
+		r = read(fd, buf + n, cap - n - 1);
+		if (r <= 0)
+			break;
+		n += r;
+		if (n + 1 == cap)
+			cap *= 2;
+	}
+	close(fd);
+	if (!nb || r != 0) {
+		free(buf);
+		return NULL;
+	}
+	buf[n] = 0;
+	*len = n;
+	return buf;
+}
+
+static void test_maps(void)
+{
+	struct map_entry e;
+	int r;
+
+	r = maps_parse_line("7f3a1c000000-7f3a1c028000 r--p 00000000 fd:01 "
+			    "1835029                    "
+			    "/usr/lib/x86_64-linux-gnu/libc.so.6\n", &e);
+	CHECK("maps_file_ok", r == 0);
+	CHECK("maps_file_start", e.start == 0x7f3a1c000000ULL);
+	CHECK("maps_file_end", e.end == 0x7f3a1c028000ULL);
+	CHECK("maps_file_perms", !strcmp(e.perms, "r--p"));
+	CHECK("maps_file_offset", e.offset == 0);
+	CHECK("maps_file_inode", e.inode == 1835029);
+	check("maps_file_path", !strcmp(e.path,
+	      "/usr/lib/x86_64-linux-gnu/libc.so.6"), "path '%s'", e.path);
+	CHECK("maps_file_is_libc", maps_is_libc(e.path));
+
+	r = maps_parse_line("7ffd4a1f0000-7ffd4a211000 rw-p 00001000 00:00 0\n",
+			    &e);
+	CHECK("maps_anon_ok", r == 0 && e.offset == 0x1000);
+	check("maps_anon_path", e.path[0] == 0, "path '%s'", e.path);
+
+	r = maps_parse_line("7f3a1d000000-7f3a1d004000 r-xp 00002000 00:01 77 "
+			    "     /memfd:covinject-payload (deleted)\n", &e);
+	CHECK("maps_memfd_ok", r == 0 && e.inode == 77);
+	check("maps_memfd_path", !strcmp(e.path,
+	      "/memfd:covinject-payload (deleted)"), "path '%s'", e.path);
+	CHECK("maps_memfd_is_payload", maps_is_payload(e.path));
+	CHECK("maps_memfd_not_libc", !maps_is_libc(e.path));
+
+	r = maps_parse_line("00400000-00401000 r--p 00000000 08:02 42   "
+			    "/srv/my app/bin/python3.11\n", &e);
+	CHECK("maps_spaces_ok", r == 0);
+	check("maps_spaces_path", !strcmp(e.path, "/srv/my app/bin/python3.11"),
+	      "path '%s'", e.path);
+	CHECK("maps_spaces_is_python", maps_is_python(e.path));
+
+	CHECK("maps_empty", maps_parse_line("", &e) == -EINVAL);
+	CHECK("maps_newline", maps_parse_line("\n", &e) == -EINVAL);
+	CHECK("maps_garbage", maps_parse_line("hello world\n", &e) == -EINVAL);
+	CHECK("maps_end_lt_start", maps_parse_line("2000-1000 r--p 00000000 "
+					"00:00 0\n", &e) == -EINVAL);
+	CHECK("maps_short_perms", maps_parse_line("1000-2000 r- 00000000 "
+					"00:00 0\n", &e) == -EINVAL);
+	CHECK("maps_no_inode", maps_parse_line("1000-2000 r--p 00000000 "
+					"00:00\n", &e) == -EINVAL);
+
+	CHECK("is_libc_old", maps_is_libc("/lib/libc-2.31.so"));
+	CHECK("is_libc_rel", !maps_is_libc("libc.so.6"));
+	CHECK("is_libc_crypt", !maps_is_libc("/usr/lib/libcrypt.so.1"));
+	CHECK("is_libdl", maps_is_libdl("/lib/libdl.so.2"));
+	CHECK("is_python_lib", maps_is_python("/usr/lib/libpython3.11.so.1.0"));
+	CHECK("is_python_perl", !maps_is_python("/usr/bin/perl"));
+	CHECK("is_payload_other", !maps_is_payload("/memfd:other (deleted)"));
+}
+
+/* This process's libc as mapped: path and start of its offset-0 mapping. */
+static int find_own_libc(char *path, size_t len, uint64_t *start)
+{
+	char line[MAPS_PATH_MAX + 128];
+	struct map_entry e;
+	FILE *f = fopen("/proc/self/maps", "re");
+	int found = 0;
+
+	if (!f)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f)) {
+		if (maps_parse_line(line, &e) || !maps_is_libc(e.path) ||
+		    e.offset != 0)
+			continue;
+		snprintf(path, len, "%s", e.path);
+		*start = e.start;
+		found = 1;
+	}
+	fclose(f);
+	return found;
+}
+
+/* elf_lookup_mem on the first len bytes of buf, copied to fresh memory. */
+static int lookup_prefix(const unsigned char *buf, size_t len, const char *sym,
+			 struct elf_sym *out)
+{
+	unsigned char *copy = malloc(len ? len : 1);
+	int r;
+
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, buf, len);
+	r = elf_lookup_mem(copy, len, sym, out);
+	free(copy);
+	return r;
+}
+
+static void test_elf(void)
+{
+	static const char *const syms[] = { "close", "memfd_create", "dlopen" };
+	char libc[MAPS_PATH_MAX], name[64], path[PATH_MAX];
+	const Elf64_Ehdr *eh;
+	Elf64_Shdr *sh;
+	struct elf_sym s, m;
+	unsigned char *buf;
+	uint64_t start = 0;
+	unsigned dynsym = 0, found = 0;
+	size_t len = 0;
+	int r;
+
+	if (!find_own_libc(libc, sizeof(libc), &start)) {
+		check("elf_own_libc", 0, "no libc in /proc/self/maps");
+		return;
+	}
+	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+		void *want = dlsym(RTLD_DEFAULT, syms[i]);
+		uint64_t got;
+
+		r = elf_lookup_file(libc, syms[i], &s);
+		snprintf(name, sizeof(name), "elf_file_%s", syms[i]);
+		check(name, r == 0, "%s in %s: %d", syms[i], libc, r);
+		if (r)
+			continue;
+		got = start - s.load_vaddr + s.value;
+		snprintf(name, sizeof(name), "elf_addr_%s", syms[i]);
+		check(name, got == (uintptr_t)want, "computed %#llx, dlsym %p",
+		      (unsigned long long)got, want);
+	}
+	r = elf_lookup_file(libc, "covinject_no_such_symbol", &s);
+	check("elf_missing_sym", r == -ENOENT, "got %d", r);
+	r = elf_lookup_file("/nonexistent/libc.so.6", "close", &s);
+	check("elf_missing_file", r == -ENOENT, "got %d", r);
+	tmp_path(path, sizeof(path), "not-elf");
+	write_file(path, "this is not an ELF file, only some text\n");
+	r = elf_lookup_file(path, "close", &s);
+	check("elf_not_elf", r == -ENOEXEC, "got %d", r);
+	tmp_path(path, sizeof(path), "empty");
+	write_file(path, "");
+	r = elf_lookup_file(path, "close", &s);
+	check("elf_empty_file", r == -ENOEXEC, "got %d", r);
+
+	/* The same bytes from memory, whole, misaligned and truncated. */
+	if (!(buf = read_file(libc, &len))) {
+		check("elf_read_libc", 0, "cannot read %s", libc);
+		return;
+	}
+	eh = (const Elf64_Ehdr *)buf;
+	r = elf_lookup_mem(buf, len, "close", &m);
+	CHECK("elf_mem_whole", r == 0);
+	r = elf_lookup_file(libc, "close", &s);
+	CHECK("elf_mem_same", r == 0 && m.value == s.value &&
+	      m.load_vaddr == s.load_vaddr);
+	memmove(buf + 1, buf, len);
+	r = elf_lookup_mem(buf + 1, len, "close", &m);
+	check("elf_misaligned", r == -ENOEXEC, "got %d", r);
+	memmove(buf, buf + 1, len);
+	r = lookup_prefix(buf, 0, "close", &m);
+	check("elf_trunc_0", r == -ENOEXEC, "got %d", r);
+	r = lookup_prefix(buf, 64, "close", &m);
+	check("elf_trunc_64", r == -ENOEXEC, "got %d", r);
+	r = lookup_prefix(buf, 4096, "close", &m);
+	check("elf_trunc_4096", r == -ENOEXEC, "got %d", r);
+	r = lookup_prefix(buf, eh->e_shoff, "close", &m);
+	check("elf_trunc_no_shdrs", r == -ENOEXEC, "got %d", r);
+	r = lookup_prefix(buf, eh->e_shoff + 32, "close", &m);
+	check("elf_trunc_half_shdr", r == -ENOEXEC, "got %d", r);
+
+	/* Cut the section table anywhere: an error until .dynsym's header is
+	 * whole, and never a crash or a different answer. */
+	for (unsigned i = 0; i < eh->e_shnum; i++) {
+		sh = (Elf64_Shdr *)(buf + eh->e_shoff) + i;
+		if (sh->sh_type == SHT_DYNSYM) {
+			dynsym = i;
+			break;
+		}
+	}
+	for (size_t cut = eh->e_shoff; cut < len; cut += 24) {
+		r = lookup_prefix(buf, cut, "close", &m);
+		if (cut < eh->e_shoff + (dynsym + 1) * sizeof(Elf64_Shdr) ?
+		    r != -ENOEXEC : r != 0 && r != -ENOEXEC) {
+			check("elf_trunc_sweep", 0, "cut %zu: %d", cut, r);
+			break;
+		}
+		if (r == 0 && m.value != s.value) {
+			check("elf_trunc_sweep", 0, "cut %zu: value %#llx", cut,
+			      (unsigned long long)m.value);
+			break;
+		}
+		found += r == 0;
+	}
+	check("elf_trunc_found", dynsym > 0 && found > 0,
+	      ".dynsym is section %u, found in %u cuts", dynsym, found);
+
+	/* Corrupt headers: errors, not wild reads. */
+	sh = (Elf64_Shdr *)(buf + eh->e_shoff) + dynsym;
+	sh->sh_link = 0xffff;
+	r = elf_lookup_mem(buf, len, "close", &m);
+	check("elf_bad_link", r == -ENOEXEC, "got %d", r);
+	sh->sh_size = UINT64_MAX - 7;
+	r = elf_lookup_mem(buf, len, "close", &m);
+	check("elf_bad_dynsym_size", r == -ENOEXEC, "got %d", r);
+	free(buf);
+}
+
+static void test_signals(void)
+{
+	const struct {
+		const char *s;
+		int want;
+	} cases[] = {
+		{ "USR1", SIGUSR1 }, { "SIGUSR1", SIGUSR1 },
+		{ "usr1", SIGUSR1 }, { "10", 10 }, { "RTMIN", SIGRTMIN },
+		{ "RTMIN+3", SIGRTMIN + 3 },
+		{ "SIGRTMAX-1", SIGRTMAX - 1 }, { "sigrtmax", SIGRTMAX },
+		{ "", -1 }, { "FOO", -1 }, { "RTMIN+999", -1 }, { "-1", -1 },
+		{ "0", -1 }, { "65", -1 }, { "USR1x", -1 }, { "RTMIN+", -1 },
+		{ "RTMAX+1", -1 }, { "SIG", -1 },
+	};
+	char name[48], buf[32];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int got = cli_parse_signal(cases[i].s);
+
+		snprintf(name, sizeof(name), "signal_parse '%s'", cases[i].s);
+		check(name, got == cases[i].want, "got %d, want %d", got,
+		      cases[i].want);
+	}
+	CHECK("signal_parse_null", cli_parse_signal(NULL) == -1);
+	cli_signal_name(SIGUSR2, buf, sizeof(buf));
+	check("signal_name_usr2", !strcmp(buf, "USR2") &&
+	      cli_parse_signal(buf) == SIGUSR2, "'%s'", buf);
+	cli_signal_name(SIGRTMIN + 3, buf, sizeof(buf));
+	check("signal_name_rtmin3", !strcmp(buf, "RTMIN+3") &&
+	      cli_parse_signal(buf) == SIGRTMIN + 3, "'%s'", buf);
+	CHECK("reserved_kill", cli_signal_reserved(SIGKILL) != NULL);
+	CHECK("reserved_segv", cli_signal_reserved(SIGSEGV) != NULL);
+	CHECK("reserved_chld", cli_signal_reserved(SIGCHLD) != NULL);
+	CHECK("reserved_32", cli_signal_reserved(32) != NULL);
+	CHECK("reserved_usr1", cli_signal_reserved(SIGUSR1) == NULL);
+	CHECK("reserved_usr2", cli_signal_reserved(SIGUSR2) == NULL);
+	CHECK("reserved_rtmin3", cli_signal_reserved(SIGRTMIN + 3) == NULL);
+}
+
+static void test_args(void)
+{
+	static const char *const bad_pids[] = {
+		"0", "-5", "abc", "12a", "99999999999", "", " 1", "+1",
+	};
+	static const char *const bad_secs[] = {
+		"0", "-1", "x", "", "1s", "nan",
+	};
+	double d = 0;
+	pid_t pid = 0;
+	char name[48];
+
+	CHECK("pid_1", cli_parse_pid("1", &pid) == 0 && pid == 1);
+	CHECK("pid_4242", cli_parse_pid("4242", &pid) == 0 && pid == 4242);
+	for (size_t i = 0; i < sizeof(bad_pids) / sizeof(bad_pids[0]); i++) {
+		snprintf(name, sizeof(name), "pid_bad '%s'", bad_pids[i]);
+		pid = 77;
+		CHECK(name, cli_parse_pid(bad_pids[i], &pid) == -1 &&
+		      pid == 77);
+	}
+	CHECK("secs_1", cli_parse_seconds("1", &d) == 0 && d == 1.0);
+	CHECK("secs_0.5", cli_parse_seconds("0.5", &d) == 0 && d == 0.5);
+	for (size_t i = 0; i < sizeof(bad_secs) / sizeof(bad_secs[0]); i++) {
+		snprintf(name, sizeof(name), "secs_bad '%s'", bad_secs[i]);
+		CHECK(name, cli_parse_seconds(bad_secs[i], &d) == -1);
+	}
+}
+
+static void handler(int sig)
+{
+}
+
+static void test_proc_status(void)
+{
+	static const char text[] =
+		"Name:\tgunicorn: worker\n"
+		"Umask:\t0022\n"
+		"State:\tS (sleeping)\n"
+		"Tgid:\t4242\n"
+		"Pid:\t4242\n"
+		"PPid:\t1\n"
+		"TracerPid:\t977\n"
+		"Uid:\t1000\t1001\t1002\t1003\n"
+		"Gid:\t100\t101\t102\t103\n"
+		"FDSize:\t64\n"
+		"Groups:\t4 24 27 1000 \n"
+		"NStgid:\t4242\n"
+		"SigQ:\t0/63428\n"
+		"SigPnd:\t0000000000000000\n"
+		"SigBlk:\t0000000000000000\n"
+		"SigIgn:\t0000000001001000\n"
+		"SigCgt:\t0000000180000a02\n"
+		"CapInh:\t0000000000000000\n";
+	char dir[PATH_MAX], *real;
+	struct proc_status st;
+	struct sigaction sa;
+	size_t len = 0;
+	int r;
+
+	r = cli_proc_status_parse(text, &st);
+	CHECK("status_ok", r == 0);
+	check("status_name", !strcmp(st.name, "gunicorn: worker"), "'%s'",
+	      st.name);
+	CHECK("status_state", st.state == 'S');
+	CHECK("status_tracer", st.tracer == 977);
+	CHECK("status_uid", st.uid == 1000 && st.euid == 1001);
+	CHECK("status_gid", st.gid == 100 && st.egid == 101);
+	check("status_groups", st.ngroups == 4 && st.groups[0] == 4 &&
+	      st.groups[3] == 1000, "%d groups", st.ngroups);
+	CHECK("status_sigcgt_usr1", st.sigcgt & (1ULL << (SIGUSR1 - 1)));
+	CHECK("status_sigcgt_usr2", st.sigcgt & (1ULL << (SIGUSR2 - 1)));
+	CHECK("status_sigcgt_hup", !(st.sigcgt & (1ULL << (SIGHUP - 1))));
+	CHECK("status_sigign_pipe", st.sigign & (1ULL << (SIGPIPE - 1)));
+	CHECK("status_no_state", cli_proc_status_parse("Name:\tx\n", &st) ==
+	      -EINVAL);
+	CHECK("status_empty", cli_proc_status_parse("", &st) == -EINVAL);
+
+	/* This very process, with a handler for SIGUSR1 installed. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = handler;
+	sigaction(SIGUSR1, &sa, NULL);
+	real = (char *)read_file("/proc/self/status", &len);
+	r = real ? cli_proc_status_parse(real, &st) : -1;
+	free(real);
+	CHECK("self_status_ok", r == 0);
+	check("self_status_name", !strncmp(st.name,
+	      program_invocation_short_name, 15), "'%s'", st.name);
+	CHECK("self_status_state", st.state == 'R');
+	CHECK("self_status_uid", st.uid == getuid() && st.euid == geteuid());
+	CHECK("self_status_gid", st.gid == getgid() && st.egid == getegid());
+	CHECK("self_status_groups", st.ngroups == getgroups(0, NULL));
+	CHECK("self_status_sigcgt", st.sigcgt & (1ULL << (SIGUSR1 - 1)));
+	signal(SIGUSR1, SIG_DFL);
+
+	/* cli_dir_writable_by: mode bits for others, access() for root. */
+	tmp_path(dir, sizeof(dir), "d");
+	mkdir(dir, 0700);
+	memset(&st, 0, sizeof(st));
+	st.uid = st.euid = 54321;
+	st.gid = st.egid = 54321;
+	CHECK("writable_other_0700", !cli_dir_writable_by(dir, &st));
+	chmod(dir, 0703);
+	CHECK("writable_other_0703", cli_dir_writable_by(dir, &st));
+	st.euid = geteuid();
+	chmod(dir, 0700);
+	CHECK("writable_owner", cli_dir_writable_by(dir, &st));
+	CHECK("writable_missing", !cli_dir_writable_by("/nonexistent", &st));
+	rmdir(dir);
+}
+
+static int config(const char *text, struct cov_config *cfg)
+{
+	static char buf[1024];
+
+	snprintf(buf, sizeof(buf), "%s", text);
+	return cov_config_parse(buf, cfg);
+}
+
+static void test_config(void)
+{
+	static const char *const bad[] = {
+		"dump_signal=10\nstop_signal=12",
+		"out=tmp\ndump_signal=10\nstop_signal=12",
+		"out=/tmp\ndump_signal=10\nstop_signal=10",
+		"out=/tmp\ndump_signal=10\nstop_signal=12\ncolour=blue",
+		"out=/tmp\ndump_signal=10\nstop_signal=12\nsource",
+		"out=/tmp\ndump_signal=10\nstop_signal=12\nsource=src",
+		"out=/tmp\ndump_signal=9\nstop_signal=12",
+		"out=/tmp\ndump_signal=10\nstop_signal=19",
+		"out=/tmp\ndump_signal=10x\nstop_signal=12",
+		"out=/tmp\ndump_signal=10",
+		"",
+	};
+	struct cov_config cfg;
+	char name[32];
+	int r;
+
+	r = config("out=/tmp\ndump_signal=10\nstop_signal=12\nsource=/a\n"
+		   "source=/b\nargv=x", &cfg);
+	CHECK("config_ok", r == 0);
+	CHECK("config_out", cfg.out_dir && !strcmp(cfg.out_dir, "/tmp"));
+	CHECK("config_sigs", cfg.dump_sig == 10 && cfg.stop_sig == 12);
+	CHECK("config_sources", cfg.nsources == 2 &&
+	      !strcmp(cfg.sources[0], "/a") && !strcmp(cfg.sources[1], "/b"));
+	CHECK("config_argv", !strcmp(cfg.argv, "x"));
+	r = config("out=/tmp\ndump_signal=10\nstop_signal=12\n", &cfg);
+	CHECK("config_minimal", r == 0 && cfg.nsources == 0 &&
+	      !strcmp(cfg.argv, ""));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(name, sizeof(name), "config_bad_%zu", i);
+		r = config(bad[i], &cfg);
+		check(name, r == -1, "accepted '%s'", bad[i]);
+	}
+}
+
+static void test_scope(void)
+{
+	static const char *const app[] = { "/srv/app", NULL };
+	static const char *const root[] = { "/", NULL };
+	struct cov_scope s = { "/usr/lib/python3.11", NULL };
+
+	CHECK("scope_app", cov_path_in_scope(&s, "/srv/app/x.py"));
+	CHECK("scope_stdlib", !cov_path_in_scope(&s,
+			"/usr/lib/python3.11/os.py"));
+	CHECK("scope_stdlib_boundary",
+	      cov_path_in_scope(&s, "/usr/lib/python3.11x/a.py"));
+	CHECK("scope_site", !cov_path_in_scope(&s, "/x/site-packages/y.py"));
+	CHECK("scope_dist", !cov_path_in_scope(&s,
+			"/usr/lib/python3/dist-packages/z.py"));
+	CHECK("scope_string", !cov_path_in_scope(&s, "<string>"));
+	s.stdlib = "/usr/lib/python3.11/";
+	CHECK("scope_stdlib_slash", !cov_path_in_scope(&s,
+			"/usr/lib/python3.11/os.py"));
+	s.sources = app;
+	CHECK("scope_src_in", cov_path_in_scope(&s, "/srv/app/a.py"));
+	CHECK("scope_src_prefix", !cov_path_in_scope(&s,
+			"/srv/application/a.py"));
+	CHECK("scope_src_itself", cov_path_in_scope(&s, "/srv/app"));
+	CHECK("scope_src_other", !cov_path_in_scope(&s, "/srv/x.py"));
+	s.sources = root;	/* covinject start --source / */
+	CHECK("scope_src_root", cov_path_in_scope(&s, "/srv/app/a.py"));
+}
+
+static int released;
+
+static void release(const void *key)
+{
+	released++;
+}
+
+static void test_store(void)
+{
+	static const char *const no_sources[] = { NULL };
+	static const struct cov_scope scope = {
+		"/usr/lib/python3.11", no_sources
+	};
+	static int key1, key2, key3, unknown;
+	char path[PATH_MAX], real[PATH_MAX];
+	struct cov_file *f, *g;
+	struct cov_snap snap;
+	uint32_t nfiles = 0, nlines = 0;
+
+	tmp_path(path, sizeof(path), "app.py");
+	write_file(path, "print('hello')\n");
+	if (!realpath(path, real)) {
+		check("store_realpath", 0, "%s: %s", path, strerror(errno));
+		return;
+	}
+	cov_store_init(&scope);
+	CHECK("store_lookup_empty", cov_store_lookup(&key1) == NULL);
+	f = cov_store_add(&key1, real);
+	CHECK("store_add", f && !strcmp(f->path, real) && f->in_scope);
+	if (!f)
+		return;
+	CHECK("store_lookup", cov_store_lookup(&key1) == f);
+	CHECK("store_lookup_unknown", cov_store_lookup(&unknown) == NULL);
+	/* A second str object for the same file shares its bits. */
+	tmp_path(path, sizeof(path), "./app.py");
+	CHECK("store_same_file", cov_store_add(&key2, path) == f);
+	g = cov_store_add(&key3, "/usr/lib/python3.11/os.py");
+	CHECK("store_out_of_scope", g && g != f && !g->in_scope);
+
+	cov_store_mark(f, 1);
+	cov_store_mark(f, 8);
+	cov_store_mark(f, 9);
+	cov_store_mark(f, 200);
+	cov_store_mark(f, 9);
+	cov_store_mark(f, 0);
+	cov_store_mark(f, -3);
+	if (g)
+		cov_store_mark(g, 5);
+	check("store_nlines", f->nlines == 4, "nlines %u", f->nlines);
+	CHECK("store_bits", f->nbytes >= 26 && f->bits[0] == 0x02 &&
+	      f->bits[1] == 0x03 && f->bits[25] == 0x01);
+
+	CHECK("store_snapshot", cov_store_snapshot(&snap) == 0);
+	check("store_snap_n", snap.n == 1, "%zu files", snap.n);
+	if (snap.n == 1) {
+		struct cov_snap_file *sf = &snap.files[0];
+		int others = 0;
+
+		CHECK("store_snap_path", !strcmp(sf->path, real));
+		check("store_snap_nbytes", sf->nbytes == 26, "nbytes %u",
+		      sf->nbytes);
+		CHECK("store_snap_bits", sf->nbytes >= 26 &&
+		      sf->bits[0] == 0x02 && sf->bits[1] == 0x03 &&
+		      sf->bits[25] == 0x01);
+		for (uint32_t i = 2; i < 25 && i < sf->nbytes; i++)
+			others |= sf->bits[i];
+		CHECK("store_snap_zeros", others == 0);
+	}
+	cov_snap_free(&snap);
+	CHECK("store_snap_free", snap.n == 0 && snap.files == NULL);
+	cov_store_counts(&nfiles, &nlines);
+	check("store_counts", nfiles == 1 && nlines == 4, "%u files, %u lines",
+	      nfiles, nlines);
+
+	cov_store_clear(release);
+	check("store_release", released == 3, "%d calls for 3 keys", released);
+	CHECK("store_cleared", cov_store_lookup(&key1) == NULL);
+	cov_store_counts(&nfiles, &nlines);
+	CHECK("store_cleared_counts", nfiles == 0 && nlines == 0);
+	CHECK("store_snap_empty", cov_store_snapshot(&snap) == 0 &&
+	      snap.n == 0);
+	cov_snap_free(&snap);
+}
+
+int main(void)
+{
+	static const char *const files[] = { "not-elf", "empty", "app.py" };
+	char path[PATH_MAX];
+
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	test_maps();
+	test_elf();
+	test_signals();
+	test_args();
+	test_proc_status();
+	test_config();
+	test_scope();
+	test_store();
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		tmp_path(path, sizeof(path), files[i]);
+		unlink(path);
+	}
+	rmdir(tmpdir);
+	printf("unit: %d passed, %d failed\n", passed, failed);
+	return failed > 0;
+}
