@@ -224,11 +224,19 @@ def t_http_server(exe, tmp):
     check(got & body["a"] == tagged(script, "a"), "route_a lines %s, expected %s" % (
         sorted(got & body["a"]), sorted(tagged(script, "a"))))
     check(not got & (body["b"] | body["c"]), "routes not hit after start recorded: %s" % sorted(got & (body["b"] | body["c"])))
+    before = dumps(t.pid)
+    os.kill(t.pid, signal.SIGUSR1)          # the user's way: kill -USR1 PID
+    wait_for(lambda: dumps(t.pid) > before, "a snapshot after kill -USR1")
+    check(set(measured(path, script)) >= tagged(script, "a"), "kill -USR1 snapshot lost data")
     get(port, "/b")
     path2 = cli_ok("dump", t.pid).strip()
     check(path2 == path, "second snapshot went to %s, not %s" % (path2, path))
     got = measured(path2, script)
     check(got & body["b"] == tagged(script, "b"), "route_b lines %s after dump" % sorted(got & body["b"]))
+    data = coverage.CoverageData(path2)
+    data.read()
+    stray = [f for f in data.measured_files() if not f.startswith(os.path.realpath(TARGETS))]
+    check(not stray, "files outside the program measured by default: %s" % stray)
     final = cli_ok("stop", t.pid).strip()
     check(final == path, "stop printed %s" % final)
     check(not t.sigcgt() & (1 << (signal.SIGUSR1 - 1) | 1 << (signal.SIGUSR2 - 1)),
@@ -249,10 +257,19 @@ def t_http_server(exe, tmp):
     check(out == "" and err == "", "the target printed %r / %r" % (out, err))
 
 
+def dumps(pid):
+    m = re.search(r"snapshots: (\d+) written", cli_ok("status", pid))
+    return int(m.group(1))
+
+
 def t_busy_main(exe, tmp):
-    """The only thread is inside a busy loop at attach: its body is recorded."""
+    """The only thread is inside a busy loop at attach: its body is recorded,
+    and start returns well under a second."""
     t = Target(exe, "busy.py")
+    t0 = time.monotonic()
     cli_ok("start", "-o", tmp, t.pid)
+    took = time.monotonic() - t0
+    check(took < 1.0, "start took %.2f s" % took)
     want = tagged("busy.py", "w")
     wait_for(lambda: want <= measured(cli_ok("dump", t.pid).strip(), "busy.py"),
              "the busy loop's body in a snapshot")
@@ -320,7 +337,35 @@ def t_dump_error_kept(exe, tmp):
     check(t.alive(), "target died")
 
 
-E2E = [t_http_server, t_busy_main, t_sleep_intact, t_coverage_report, t_dump_error_kept]
+def t_signals_and_scope(exe, tmp):
+    """Real-time signals by name; --source limits the files; no -o means the
+    current directory of the covinject command."""
+    t = Target(exe, "busy.py")
+    rt3, rt4 = signal.SIGRTMIN + 3, signal.SIGRTMIN + 4
+    r = subprocess.run([COVINJECT, "start", "--dump-signal", "RTMIN+3", "--stop-signal",
+                        "SIGRTMIN+4", "--source", TARGETS, str(t.pid)],
+                       capture_output=True, text=True, cwd=tmp)
+    check(r.returncode == 0, "start: %s" % r.stderr)
+    check("kill -RTMIN+3 %d" % t.pid in r.stdout, "start output: %r" % r.stdout)
+    path = re.search(r"data file: (\S+)", r.stdout).group(1)
+    check(os.path.dirname(path) == os.path.realpath(tmp), "data file %s not in the cwd" % path)
+    check(t.sigcgt() & (1 << (rt3 - 1)) and t.sigcgt() & (1 << (rt4 - 1)), "handlers not installed")
+    os.kill(t.pid, rt3)
+    wait_for(lambda: os.path.exists(path) and tagged("busy.py", "w") <= measured(path, "busy.py"),
+             "a snapshot after kill -RTMIN+3")
+    cli_ok("stop", t.pid)
+    check(not t.sigcgt() & ((1 << (rt3 - 1)) | (1 << (rt4 - 1))), "handlers left after stop")
+    # a --source that holds none of the program's files: nothing measured
+    empty = tempfile.mkdtemp(dir=tmp)
+    cli_ok("start", "-o", tmp, "--source", empty, t.pid)
+    path = cli_ok("stop", t.pid).strip()
+    data = coverage.CoverageData(path)
+    data.read()
+    check(not data.measured_files(), "--source %s measured %s" % (empty, data.measured_files()))
+    check(t.alive(), "target died")
+
+
+E2E = [t_http_server, t_signals_and_scope, t_busy_main, t_sleep_intact, t_coverage_report, t_dump_error_kept]
 
 
 def t_install(tmp):
@@ -332,10 +377,20 @@ def t_install(tmp):
     exe = os.path.join(dest, "usr", "bin", "covinject")
     check(os.path.exists(os.path.join(dest, "usr/lib/covinject/covinject-payload.so")),
           "payload not installed")
-    t = Target("/usr/bin/python3", "busy.py")
-    for args in (["start", "-o", tmp, t.pid], ["stop", t.pid]):
+    # The target runs as nobody and cannot read the installed payload (tmp
+    # is 0700 root): it must arrive through the memfd.
+    out = os.path.join(tmp, "out")
+    os.mkdir(out)
+    os.chown(out, 65534, 65534)
+    os.chmod(tmp, 0o711)
+    os.chmod(os.path.join(dest, "usr"), 0o700)
+    t = Target("/usr/bin/python3", "busy.py", preexec=as_nobody)
+    for args in (["start", "-o", out, t.pid], ["stop", t.pid]):
         r = subprocess.run([exe] + [str(a) for a in args], capture_output=True, text=True)
         check(r.returncode == 0, "installed covinject %s: %s" % (args[0], r.stderr))
+    path = r.stdout.strip()
+    check(os.stat(path).st_uid == 65534, "data file not owned by the target's user")
+    check(tagged("busy.py", "w") <= measured(path, "busy.py"), "no data from the nobody target")
 
 
 def t_help(tmp):
