@@ -26,9 +26,11 @@ endif
 
 INJECT_OBJ := inject/inject.o inject/ptrace.o inject/elf.o inject/maps.o \
 	inject/arch/$(ARCH).o
-CLI_OBJ := cli/main.o cli/commands.o cli/proc.o cli/signames.o
+CLI_OBJ := cli/main.o cli/start.o cli/control.o cli/tree.o cli/util.o \
+	cli/proc.o cli/signames.o
 PAYLOAD_OBJ := payload/payload.o payload/pyapi.o payload/collect.o \
-	payload/store.o payload/writer.o payload/config.o
+	payload/store.o payload/writer.o payload/config.o payload/signals.o \
+	payload/hooks.o
 PAYLOAD := payload/covinject-payload.so
 UNIT_OBJ := test/unit.o
 
@@ -37,7 +39,7 @@ all: covinject $(PAYLOAD)
 covinject: $(CLI_OBJ) $(INJECT_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
-cli/commands.o: CFLAGS += -DCOVINJECT_LIBDIR='"$(LIBDIR)"'
+cli/start.o: CFLAGS += -DCOVINJECT_LIBDIR='"$(LIBDIR)"'
 
 # The payload: position independent, only cov_start and cov_state
 # exported, and -z defs so that any symbol beyond libc fails the link.

@@ -20,6 +20,8 @@ struct cli_opts {
 	int nsources;
 	int dump_sig, stop_sig;
 	double timeout;
+	double interval;	/* periodic snapshots, seconds; 0 off */
+	int chain, reset, tree;
 	int verbose;
 	pid_t pid;
 	int argc;
@@ -52,10 +54,30 @@ int cli_dir_writable_by(const char *dir, const struct proc_status *st);
 /* 0 and the block, -ENOENT if no payload, -EPROTO if not ours. */
 int cli_read_state(pid_t pid, struct cov_state *out);
 
-int cli_start(struct cli_opts *o);
-int cli_dump(struct cli_opts *o);
-int cli_stop(struct cli_opts *o);
-int cli_status(struct cli_opts *o);
+struct cli_command {
+	const char *name;
+	int (*run)(struct cli_opts *, pid_t);
+	const char *help;
+	int locks;		/* takes the per-process lock */
+	int needs_collecting;	/* --tree skips descendants not collecting */
+};
+
+int cli_start(struct cli_opts *o, pid_t pid);
+int cli_dump(struct cli_opts *o, pid_t pid);
+int cli_stop(struct cli_opts *o, pid_t pid);
+int cli_status(struct cli_opts *o, pid_t pid);
+
+/* tree.c */
+int cli_run(struct cli_opts *o, const struct cli_command *c);
+int cli_stat_ppid(const char *stat, pid_t *ppid);
+
+/* util.c */
+double cli_now(void);
+const char *cli_phase_name(uint32_t phase);
+int cli_check_process(pid_t pid, const char *cmd, struct proc_status *st);
+int cli_need_state(pid_t pid, const char *cmd, struct cov_state *s);
+int cli_lock(struct cli_opts *o, pid_t pid, const char *cmd);
+int cli_is_python(pid_t pid);
 
 void cli_err(pid_t pid, const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -33,40 +33,44 @@ static const char start_help[] =
 	"                         packages)\n"
 	"      --dump-signal SIG  signal that writes a snapshot (default USR1)\n"
 	"      --stop-signal SIG  signal that stops collecting (default USR2)\n"
+	"      --interval SECONDS snapshot periodically when new lines ran (default\n"
+	"                         60; 0 turns it off)\n"
+	"      --chain            the program's own handlers of the two signals run\n"
+	"                         after covinject's (default: refuse taken signals)\n"
+	"      --tree             also every CPython process descended from PID\n"
 	"      --timeout SECONDS  how long to wait for the collector (default 10)\n"
 	"  -v, --verbose          debug output on stderr\n"
 	"\n"
 	"SIG is a name (USR1, SIGUSR2, RTMIN+3) or a number.\n";
 
 static const char dump_help[] =
-	"usage: covinject dump [--timeout SECONDS] PID\n"
+	"usage: covinject dump [--reset] [--tree] [--timeout SECONDS] PID\n"
 	"\n"
-	"Signal PID to write a snapshot, wait for it (default 10 s) and print the\n"
-	"data file's path.  The signal is sent only if covinject is collecting in\n"
-	"PID and its handler is in place.\n";
+	"Ask the collector in PID for a snapshot, wait for it (default 10 s) and\n"
+	"print the data file's path.  No signal is sent: the request goes straight\n"
+	"to the collector.\n"
+	"\n"
+	"  --reset   then start afresh: the next snapshots hold only what runs from\n"
+	"            now on, in a new file (nothing is overwritten)\n"
+	"  --tree    PID and every CPython process descended from it\n";
 
 static const char stop_help[] =
-	"usage: covinject stop [--timeout SECONDS] PID\n"
+	"usage: covinject stop [--tree] [--timeout SECONDS] PID\n"
 	"\n"
 	"Write the final snapshot, remove the collector from every thread, restore\n"
 	"the signal handlers, and print the data file's path.  PID runs on.\n";
 
 static const char status_help[] =
-	"usage: covinject status PID\n"
+	"usage: covinject status [--tree] PID\n"
 	"\n"
 	"Print whether covinject is loaded in PID, collecting or stopped, its data\n"
 	"file, signals, last snapshot, what it measured, and the last error.\n";
 
-static const struct command {
-	const char *name;
-	int (*run)(struct cli_opts *);
-	const char *help;
-	int start_opts;
-} commands[] = {
-	{ "start", cli_start, start_help, 1 },
-	{ "dump", cli_dump, dump_help, 0 },
-	{ "stop", cli_stop, stop_help, 0 },
-	{ "status", cli_status, status_help, 0 },
+static const struct cli_command commands[] = {
+	{ "start", cli_start, start_help, 1, 0 },
+	{ "dump", cli_dump, dump_help, 1, 1 },
+	{ "stop", cli_stop, stop_help, 1, 1 },
+	{ "status", cli_status, status_help, 0, 0 },
 };
 
 __attribute__((format(printf, 2, 3)))
@@ -111,9 +115,23 @@ static const char *opt_name(const struct option *all, int opt)
 	return buf;
 }
 
-enum { OPT_SOURCE = 256, OPT_DUMP_SIG, OPT_STOP_SIG, OPT_TIMEOUT };
+enum { OPT_SOURCE = 256, OPT_DUMP_SIG, OPT_STOP_SIG, OPT_TIMEOUT, OPT_TREE,
+       OPT_RESET, OPT_CHAIN, OPT_INTERVAL };
 
-static int parse(const struct command *c, int argc, char **argv, struct cli_opts *o)
+/* Which command may take an option: every one, or the one named. */
+static const char *owner(int opt)
+{
+	switch (opt) {
+	case 'o': case OPT_SOURCE: case OPT_DUMP_SIG: case OPT_STOP_SIG:
+	case OPT_CHAIN: case OPT_INTERVAL:
+		return "start";
+	case OPT_RESET:
+		return "dump";
+	}
+	return NULL;
+}
+
+static int parse(const struct cli_command *c, int argc, char **argv, struct cli_opts *o)
 {
 	static const struct option all[] = {
 		{ "output", required_argument, 0, 'o' },
@@ -121,6 +139,10 @@ static int parse(const struct command *c, int argc, char **argv, struct cli_opts
 		{ "dump-signal", required_argument, 0, OPT_DUMP_SIG },
 		{ "stop-signal", required_argument, 0, OPT_STOP_SIG },
 		{ "timeout", required_argument, 0, OPT_TIMEOUT },
+		{ "tree", no_argument, 0, OPT_TREE },
+		{ "reset", no_argument, 0, OPT_RESET },
+		{ "chain", no_argument, 0, OPT_CHAIN },
+		{ "interval", required_argument, 0, OPT_INTERVAL },
 		{ "verbose", no_argument, 0, 'v' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 }
@@ -130,12 +152,11 @@ static int parse(const struct command *c, int argc, char **argv, struct cli_opts
 	opterr = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "+:o:vh", all, NULL)) != -1) {
-		int start_only = opt == 'o' || opt == OPT_SOURCE ||
-				 opt == OPT_DUMP_SIG || opt == OPT_STOP_SIG;
+		const char *only = owner(opt);
 
-		if (start_only && !c->start_opts)
-			return usage_error(c->name, "option '%s' belongs to start",
-					   opt_name(all, opt));
+		if (only && strcmp(only, c->name))
+			return usage_error(c->name, "option '%s' belongs to %s",
+					   opt_name(all, opt), only);
 		switch (opt) {
 		case 'o':
 			o->out_dir = optarg;
@@ -158,6 +179,22 @@ static int parse(const struct command *c, int argc, char **argv, struct cli_opts
 				return usage_error(c->name, "--timeout '%s': give a number "
 						   "of seconds above 0", optarg);
 			break;
+		case OPT_INTERVAL:
+			if (cli_parse_seconds(optarg, &o->interval) && strcmp(optarg, "0"))
+				return usage_error(c->name, "--interval '%s': give a number "
+						   "of seconds, or 0 for none", optarg);
+			if (!strcmp(optarg, "0"))
+				o->interval = 0;
+			break;
+		case OPT_TREE:
+			o->tree = 1;
+			break;
+		case OPT_RESET:
+			o->reset = 1;
+			break;
+		case OPT_CHAIN:
+			o->chain = 1;
+			break;
 		case 'v':
 			o->verbose = 1;
 			break;
@@ -179,7 +216,7 @@ static int parse(const struct command *c, int argc, char **argv, struct cli_opts
 	if (cli_parse_pid(argv[optind], &o->pid))
 		return usage_error(c->name, "'%s' is not a process id (a number from 1 "
 				   "to 4194304)", argv[optind]);
-	if (o->pid == 1 && c->start_opts)
+	if (o->pid == 1 && !strcmp(c->name, "start"))
 		return usage_error(c->name, "pid 1 is the init process: give the pid of "
 				   "a Python process");
 	if (o->dump_sig == o->stop_sig)
@@ -191,7 +228,7 @@ int main(int argc, char **argv)
 {
 	struct cli_opts o = {
 		.out_dir = ".", .dump_sig = SIGUSR1, .stop_sig = SIGUSR2,
-		.timeout = 10, .argc = argc, .argv = argv,
+		.timeout = 10, .interval = 60, .argc = argc, .argv = argv,
 	};
 	int r;
 
@@ -214,7 +251,7 @@ int main(int argc, char **argv)
 			continue;
 		if ((r = parse(&commands[i], argc - 1, argv + 1, &o)))
 			return r;
-		return commands[i].run(&o);
+		return cli_run(&o, &commands[i]);
 	}
 	return usage_error(NULL, "unknown command '%s' (commands: start, dump, stop, "
 			   "status)", argv[1]);

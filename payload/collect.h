@@ -17,6 +17,8 @@ int cov_collect_start(struct pyapi *py, struct cov_collect_info *info,
 /* <= 3.11: give the tracer to threads started since (from C, say). */
 void cov_collect_sweep(void);
 void cov_collect_stop(void);
+/* Zero the data and re-arm disabled events (reset, forked child). */
+void cov_collect_rearm(void);
 void cov_collect_release(void);
 
 #endif

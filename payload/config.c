@@ -12,6 +12,18 @@ static int parse_sig(const char *v)
 	return (*end || n <= 0 || n >= NSIG || n == SIGKILL || n == SIGSTOP) ? -1 : (int)n;
 }
 
+/* "60", "0.5": seconds as a decimal, to milliseconds; 0 means off. */
+static int parse_interval(const char *v, unsigned *ms)
+{
+	char *end;
+	double d = strtod(v, &end);
+
+	if (end == v || *end || !(d >= 0) || d > 86400)
+		return -1;
+	*ms = (unsigned)(d * 1000 + 0.5);
+	return 0;
+}
+
 int cov_config_parse(char *text, struct cov_config *cfg)
 {
 	char *line, *next, *eq;
@@ -27,12 +39,18 @@ int cov_config_parse(char *text, struct cov_config *cfg)
 		*eq++ = 0;
 		if (!strcmp(line, "out"))
 			cfg->out_dir = eq;
-		else if (!strcmp(line, "source") && cfg->nsources < COV_MAX_SOURCES)
+		else if (!strcmp(line, "source") && cfg->nsources < COV_MAX_SOURCES - 1)
 			cfg->sources[cfg->nsources++] = eq;
 		else if (!strcmp(line, "dump_signal"))
 			cfg->dump_sig = parse_sig(eq);
 		else if (!strcmp(line, "stop_signal"))
 			cfg->stop_sig = parse_sig(eq);
+		else if (!strcmp(line, "chain"))
+			cfg->chain = !strcmp(eq, "1");
+		else if (!strcmp(line, "interval")) {
+			if (parse_interval(eq, &cfg->interval_ms))
+				return -1;
+		}
 		else if (!strcmp(line, "argv"))
 			cfg->argv = eq;
 		else

@@ -4,6 +4,8 @@
  *	out=/abs/dir		where snapshots go (required)
  *	source=/abs/dir		limit measurement to files under it (repeatable)
  *	dump_signal=10		stop_signal=12
+ *	chain=1			call the handlers the program had, after ours
+ *	interval=60		periodic snapshot every 60 s when data changed; 0 off
  *	argv=...		recorded in the data file's meta table
  */
 #ifndef COVINJECT_CONFIG_H
@@ -17,6 +19,8 @@ struct cov_config {
 	const char *sources[COV_MAX_SOURCES];
 	int nsources;
 	int dump_sig, stop_sig;
+	int chain;		/* chain=1: call the previous handlers too */
+	unsigned interval_ms;	/* interval=SECONDS (decimal): periodic snapshots */
 	const char *argv;
 };
 

@@ -13,9 +13,14 @@
 #include <stdint.h>
 
 #define COV_STATE_MAGIC	0x31746e6a69766f63ULL	/* "covinjt1" */
-#define COV_STATE_ABI	1
+#define COV_STATE_ABI	2
 #define COV_PATH_MAX	4096
 #define COV_ERR_MAX	512
+
+/* Requests, one byte each, on the wake pipe (signals and the CLI). */
+#define COV_REQ_DUMP	'D'
+#define COV_REQ_RESET	'R'	/* snapshot, then start afresh in a new file */
+#define COV_REQ_STOP	'S'
 
 enum cov_phase {
 	COV_IDLE = 0,		/* loaded, never started */
@@ -41,8 +46,16 @@ struct cov_state {
 	uint32_t files, lines;		/* measured so far */
 	uint32_t threads;		/* threads given the collector at start */
 	uint32_t skipped_threads;	/* already traced by another tool */
+	int32_t pid;			/* the process this block describes */
+	int32_t wake_fd;		/* write a request byte here: D, R or S */
+	uint32_t interval_ms;		/* periodic snapshots, 0 = off */
+	uint32_t resets;		/* dump --reset requests done */
+	uint32_t chain;			/* our handlers call the previous ones */
+	uint32_t handlers_lost;		/* the program replaced a handler of ours */
+	uint32_t forked;		/* 1 in a child forked while collecting */
 	int64_t last_dump_ns;		/* CLOCK_REALTIME of the last snapshot */
-	char data_file[COV_PATH_MAX];	/* the snapshot's name (exists once dumps>0) */
+	char data_file[COV_PATH_MAX];	/* where the next snapshot goes */
+	char last_file[COV_PATH_MAX];	/* where the last snapshot went */
 	char error[COV_ERR_MAX];	/* last failure, "" if none */
 };
 

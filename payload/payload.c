@@ -1,12 +1,15 @@
 /*
  * payload.c - the entry point the injector calls, the payload's own thread,
- * its signal handlers and the status block.
+ * snapshots, and the status block.
  *
  * cov_start runs in a borrowed thread of the host and must give it back
  * fast: it copies the configuration and starts our thread, nothing else.
  * Our thread (all signals blocked) waits for the interpreter, takes the GIL
- * like any other thread, installs the collector and the handlers, then
- * sleeps on a pipe.  The handlers only write a byte to that pipe.
+ * like any other thread, installs the collector, the interpreter hooks and
+ * the signal handlers, then sleeps on a pipe.  Requests arrive on that pipe
+ * as one byte each (cov_state.h): from the signal handlers, or written by
+ * the covinject command straight into /proc/PID/fd/<wake_fd>, which needs
+ * no signal at all.
  *
  * Exported: cov_start and cov_state; everything else is hidden
  * (-fvisibility=hidden), so we add nothing to the host's symbol namespace.
@@ -25,15 +28,12 @@
 #include <time.h>
 #include <unistd.h>
 #include "collect.h"
-#include "config.h"
-#include "cov_state.h"
-#include "pyapi.h"
+#include "payload.h"
 #include "store.h"
 #include "writer.h"
 
 #define EXPORT __attribute__((visibility("default")))
 #define SWEEP_MS 1000
-#define MAX_SOURCES 64
 
 EXPORT int cov_start(const char *config);
 
@@ -41,206 +41,272 @@ EXPORT struct cov_state cov_state = {
 	.magic = COV_STATE_MAGIC,
 	.abi = COV_STATE_ABI,
 	.tool_id = -1,
+	.wake_fd = -1,
 };
 
+struct cov_config cov_cfg;
+struct pyapi cov_py;
+
 static char cfg_text[COV_CONFIG_MAX];	/* copied by cov_start */
-static struct cov_config cfg;
-static struct pyapi py;
-static int wake[2] = { -1, -1 };	/* handlers -> our thread */
-static struct sigaction old_dump, old_stop;
-static int handlers_installed;
+static int wake[2] = { -1, -1 };	/* requests -> our thread */
 static char stdlib_dir[PATH_MAX];
-static const char *sources[MAX_SOURCES + 1];
-static struct cov_scope scope = { stdlib_dir, sources };
+static struct cov_scope scope = { stdlib_dir, cov_cfg.sources };
 static char final_name[COV_PATH_MAX], tmp_name[128];
+static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+static volatile int exiting;		/* the interpreter is finalizing */
+static uint32_t dumped_files, dumped_lines;	/* what the last snapshot held */
 
-/* ---- the status block -------------------------------------------------- */
+/* ---- the status block (a sequence counter guards readers) --------------- */
 
-static void state_begin(void)
+void cov_state_begin(void)
 {
-	__atomic_add_fetch(&cov_state.seq, 1, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&cov_state.seq, 1, __ATOMIC_ACQ_REL);
 }
 
-static void state_end(void)
+void cov_state_end(void)
 {
-	__atomic_add_fetch(&cov_state.seq, 1, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&cov_state.seq, 1, __ATOMIC_ACQ_REL);
 }
 
 static void set_phase(enum cov_phase p)
 {
-	state_begin();
+	cov_state_begin();
 	cov_state.phase = p;
-	state_end();
+	cov_state_end();
 }
 
 static void set_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	state_begin();
+	cov_state_begin();
 	va_start(ap, fmt);
 	vsnprintf(cov_state.error, sizeof(cov_state.error), fmt, ap);
 	va_end(ap);
-	state_end();
-}
-
-/* ---- signals ----------------------------------------------------------- */
-
-/*
- * Async-signal-safe: only write(2) to a non-blocking pipe, with errno saved
- * and restored.  A full pipe drops the byte, which is what we want: the
- * thread coalesces requests anyway.
- */
-static void on_signal(int sig)
-{
-	int saved = errno;
-	char c = sig == cfg.stop_sig ? 'S' : 'D';
-
-	if (write(wake[1], &c, 1) < 0) {
-		/* full: a wake-up is pending already */
-	}
-	errno = saved;
-}
-
-static int install_handlers(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sa.sa_flags = SA_RESTART;
-	sigfillset(&sa.sa_mask);
-	if (sigaction(cfg.dump_sig, &sa, &old_dump))
-		return -1;
-	if (sigaction(cfg.stop_sig, &sa, &old_stop)) {
-		sigaction(cfg.dump_sig, &old_dump, NULL);
-		return -1;
-	}
-	handlers_installed = 1;
-	return 0;
-}
-
-/* Put back the previous handler, unless the program replaced ours since. */
-static void restore_one(int sig, const struct sigaction *old)
-{
-	struct sigaction cur;
-
-	if (sigaction(sig, NULL, &cur) == 0 && cur.sa_handler == on_signal)
-		sigaction(sig, old, NULL);
-}
-
-static void restore_handlers(void)
-{
-	if (!handlers_installed)
-		return;
-	restore_one(cfg.dump_sig, &old_dump);
-	restore_one(cfg.stop_sig, &old_stop);
-	handlers_installed = 0;
+	cov_state_end();
 }
 
 /* ---- snapshots --------------------------------------------------------- */
 
-static void make_names(void)
+static void random_word(char *out, size_t n)
 {
 	static const char alnum[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-	unsigned char rnd[12];
+	unsigned char rnd[16];
+
+	if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd)) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		for (size_t i = 0; i < sizeof(rnd); i++)
+			rnd[i] = (unsigned char)((ts.tv_nsec >> (i % 4 * 8)) ^ getpid() ^ i * 37);
+	}
+	for (size_t i = 0; i < n && i < sizeof(rnd); i++)
+		out[i] = alnum[rnd[i] % 36];
+	out[n] = 0;
+}
+
+/* A new data file name: at start, after a reset, in a forked child. */
+static void make_names(void)
+{
 	char host[256] = "localhost", r1[7], r2[7];
 
-	if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd)) {
-		uint64_t t = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
-
-		memcpy(rnd, &t, 8);
-		memcpy(rnd + 8, &t, 4);
-	}
-	for (int i = 0; i < 6; i++) {
-		r1[i] = alnum[rnd[i] % 36];
-		r2[i] = alnum[rnd[6 + i] % 36];
-	}
-	r1[6] = r2[6] = 0;
+	random_word(r1, 6);
+	random_word(r2, 6);
 	gethostname(host, sizeof(host) - 1);
-	state_begin();
+	cov_state_begin();
 	snprintf(final_name, sizeof(final_name), "%s/.coverage.%s.pid%d.X%sx",
-		 cfg.out_dir, host, (int)getpid(), r1);
+		 cov_cfg.out_dir, host, (int)getpid(), r1);
 	snprintf(cov_state.data_file, sizeof(cov_state.data_file), "%s", final_name);
-	state_end();
+	cov_state_end();
 	snprintf(tmp_name, sizeof(tmp_name), ".covinject-tmp.pid%d.%s",
 		 (int)getpid(), r2);
 }
 
-static void update_counts(void)
+static void update_counts(uint32_t files, uint32_t lines)
 {
-	uint32_t f, l;
-
-	cov_store_counts(&f, &l);
-	state_begin();
-	cov_state.files = f;
-	cov_state.lines = l;
-	state_end();
+	cov_state_begin();
+	cov_state.files = files;
+	cov_state.lines = lines;
+	cov_state_end();
 }
 
-/* Copy under the GIL (microseconds), write without it. */
-static void dump(void)
+/* Write snap to the current file; record the outcome in the status block. */
+static void write_snap(struct cov_snap *snap, uint32_t files, uint32_t lines)
 {
-	struct cov_snap snap;
-	struct timespec ts;
 	char err[COV_ERR_MAX] = "";
-	int gil, rc;
+	struct timespec ts;
+	int rc;
 
-	gil = py.GILState_Ensure();
-	rc = cov_store_snapshot(&snap);
-	update_counts();
-	py.GILState_Release(gil);
-	if (rc) {
-		snprintf(err, sizeof(err), "snapshot: out of memory");
-	} else {
-		rc = cov_write_snapshot(&snap, cfg.out_dir, final_name, tmp_name,
-					cfg.argv, err, sizeof(err));
-		cov_snap_free(&snap);
-	}
+	pthread_mutex_lock(&write_lock);
+	rc = cov_write_snapshot(snap, cov_cfg.out_dir, final_name, tmp_name,
+				cov_cfg.argv, err, sizeof(err));
 	clock_gettime(CLOCK_REALTIME, &ts);
-	state_begin();
+	cov_state_begin();
 	if (rc) {
 		cov_state.dump_errors++;
 		snprintf(cov_state.error, sizeof(cov_state.error), "%s", err);
 	} else {
 		cov_state.dumps++;
 		cov_state.last_dump_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+		snprintf(cov_state.last_file, sizeof(cov_state.last_file), "%s", final_name);
 		cov_state.error[0] = 0;
+		dumped_files = files;
+		dumped_lines = lines;
 	}
-	state_end();
+	cov_state_end();
+	pthread_mutex_unlock(&write_lock);
+	cov_snap_free(snap);
+}
+
+/* Copy under the GIL (microseconds), write without it.  With reset, the
+ * data starts afresh after the copy and goes to a new file. */
+static void dump(int reset)
+{
+	struct cov_snap snap;
+	uint32_t files, lines;
+	int gil, rc;
+
+	if (exiting)
+		return;
+	gil = cov_py.GILState_Ensure();
+	if (exiting) {	/* cov_on_exit ran while we waited for the GIL */
+		cov_py.GILState_Release(gil);
+		return;
+	}
+	rc = cov_store_snapshot(&snap);
+	cov_store_counts(&files, &lines);
+	update_counts(files, lines);
+	if (!rc && reset)
+		cov_collect_rearm();
+	cov_py.GILState_Release(gil);
+	if (rc) {
+		set_error("snapshot: out of memory");
+		cov_state_begin();
+		cov_state.dump_errors++;
+		cov_state_end();
+		return;
+	}
+	write_snap(&snap, files, lines);
+	if (reset) {
+		make_names();
+		dumped_files = dumped_lines = 0;
+		cov_state_begin();
+		cov_state.resets++;
+		cov_state_end();
+	}
+}
+
+/* ---- the interpreter's hooks (GIL held, in the host's thread) ----------- */
+
+/* atexit: the final snapshot, written right here, then nothing more. */
+void cov_on_exit(void)
+{
+	struct cov_snap snap;
+	uint32_t files, lines;
+
+	if (cov_state.phase != COV_COLLECTING || exiting)
+		return;
+	exiting = 1;	/* our thread must not touch Python from now on */
+	cov_collect_stop();
+	if (cov_store_snapshot(&snap) == 0) {
+		cov_store_counts(&files, &lines);
+		update_counts(files, lines);
+		write_snap(&snap, files, lines);
+	}
+	cov_signals_restore();
+	set_phase(COV_STOPPED);
+	if (write(wake[1], "S", 1) < 0) {
+		/* the thread exits on its next wake-up anyway */
+	}
+}
+
+static void *payload_main(void *arg);
+
+/*
+ * In a child forked while collecting (os.fork, multiprocessing, a prefork
+ * server): the collector and handlers are inherited, our thread is not.
+ * Start afresh: own pipe, own file, empty data, a new thread.
+ */
+void cov_on_fork_child(void)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int p[2];
+
+	if (cov_state.phase != COV_COLLECTING || exiting)
+		return;
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0) {
+		close(wake[0]);
+		close(wake[1]);
+		wake[0] = p[0];
+		wake[1] = p[1];
+		cov_signals_set_wake(p[1]);
+	}
+	cov_collect_rearm();
+	dumped_files = dumped_lines = 0;
+	cov_state_begin();
+	cov_state.pid = getpid();
+	cov_state.wake_fd = wake[1];
+	cov_state.forked = 1;
+	cov_state.dumps = cov_state.dump_errors = cov_state.dump_requests = 0;
+	cov_state.resets = 0;
+	cov_state.files = cov_state.lines = 0;
+	cov_state.last_dump_ns = 0;
+	cov_state.last_file[0] = cov_state.error[0] = 0;
+	cov_state_end();
+	make_names();
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, payload_main, (void *)1))
+		set_error("forked child: cannot start the payload thread");
+	pthread_attr_destroy(&attr);
+}
+
+/*
+ * No fork in the middle of a snapshot: the child would inherit SQLite's
+ * internal mutexes locked by our thread, which does not exist in the child,
+ * and its first snapshot would wait on them forever.  The forking thread
+ * waits for the write in progress (milliseconds); our thread holds no other
+ * lock while writing, so this cannot deadlock.
+ */
+static void before_fork(void)
+{
+	pthread_mutex_lock(&write_lock);
+}
+
+static void after_fork(void)
+{
+	pthread_mutex_unlock(&write_lock);
 }
 
 /* ---- the payload thread ------------------------------------------------ */
 
 static void scope_init(void)
 {
-	PyObject *name = py.Unicode_FromString("os"), *os, *file;
+	PyObject *name = cov_py.Unicode_FromString("os"), *os, *file;
 	const char *s;
 	char *slash;
 
 	stdlib_dir[0] = 0;
-	os = name ? py.Import_GetModule(name) : NULL;
-	file = os ? py.Object_GetAttrString(os, "__file__") : NULL;
-	s = file ? py.Unicode_AsUTF8AndSize(file, NULL) : NULL;
+	os = name ? cov_py.Import_GetModule(name) : NULL;
+	file = os ? cov_py.Object_GetAttrString(os, "__file__") : NULL;
+	s = file ? cov_py.Unicode_AsUTF8AndSize(file, NULL) : NULL;
 	if (s && realpath(s, stdlib_dir) && (slash = strrchr(stdlib_dir, '/')))
 		*slash = 0;
-	py.Err_Clear();
+	cov_py.Err_Clear();
 	if (file)
-		py.DecRef(file);
+		cov_py.DecRef(file);
 	if (os)
-		py.DecRef(os);
+		cov_py.DecRef(os);
 	if (name)
-		py.DecRef(name);
-	for (int i = 0; i < cfg.nsources && i < MAX_SOURCES; i++)
-		sources[i] = cfg.sources[i];
-	sources[cfg.nsources < MAX_SOURCES ? cfg.nsources : MAX_SOURCES] = NULL;
+		cov_py.DecRef(name);
 	cov_store_init(&scope);
 }
 
 static int wait_interpreter(void)
 {
 	for (int i = 0; i < 3000; i++) {
-		if (py.IsInitialized())
+		if (cov_py.IsInitialized())
 			return 0;
 		usleep(10000);
 	}
@@ -253,59 +319,71 @@ static int setup(void)
 	struct cov_collect_info info;
 	int gil, rc;
 
-	if (cov_pyapi_load(&py, err, sizeof(err))) {
+	if (cov_pyapi_load(&cov_py, err, sizeof(err))) {
 		set_error("Python C-API: %s", err);
 		return -1;
 	}
-	if (py.hex < 0x03090000 || py.hex >= 0x030e0000) {
+	if (cov_py.hex < 0x03090000 || cov_py.hex >= 0x030e0000) {
 		set_error("unsupported Python %s (covinject supports 3.9-3.13)",
-			  py.GetVersion());
+			  cov_py.GetVersion());
 		return -1;
 	}
 	if (wait_interpreter()) {
 		set_error("the interpreter did not finish initialising");
 		return -1;
 	}
-	gil = py.GILState_Ensure();
+	gil = cov_py.GILState_Ensure();
 	scope_init();
-	rc = cov_collect_start(&py, &info, err, sizeof(err));
-	if (rc) {
+	rc = cov_collect_start(&cov_py, &info, err, sizeof(err));
+	if (!rc && (rc = cov_hooks_install(err, sizeof(err))))
 		cov_collect_stop();
+	if (rc)
 		cov_collect_release();
-	}
-	py.GILState_Release(gil);
+	cov_py.GILState_Release(gil);
 	if (rc) {
 		set_error("start collecting: %s", err);
 		return -1;
 	}
-	state_begin();
-	cov_state.py_hex = py.hex;
+	cov_state_begin();
+	cov_state.py_hex = cov_py.hex;
 	cov_state.tool_id = info.tool_id;
 	cov_state.threads = info.threads;
 	cov_state.skipped_threads = info.skipped;
-	state_end();
+	cov_state_end();
 	return 0;
 }
 
 static void teardown(void)
 {
-	int gil = py.GILState_Ensure();
+	int gil = cov_py.GILState_Ensure();
 
+	cov_hooks_remove();
 	cov_collect_stop();
 	cov_collect_release();
-	py.GILState_Release(gil);
+	cov_py.GILState_Release(gil);
 }
 
+/* Every second: late threads get the tracer (<= 3.11); counts refresh. */
 static void sweep(void)
 {
-	int gil = py.GILState_Ensure();
+	uint32_t files, lines;
+	int gil;
 
-	cov_collect_sweep();
-	update_counts();
-	py.GILState_Release(gil);
+	if (exiting)
+		return;
+	gil = cov_py.GILState_Ensure();
+	if (!exiting)
+		cov_collect_sweep();
+	cov_store_counts(&files, &lines);
+	cov_py.GILState_Release(gil);
+	update_counts(files, lines);
+	cov_state_begin();
+	cov_state.handlers_lost = cov_signals_lost();
+	cov_state_end();
 }
 
-/* Wait for a request; returns 'D', 'S' or 0 on timeout.  Coalesces. */
+/* Wait for a request; returns its byte or 0 on timeout.  Coalesces: stop
+ * wins over reset, reset over dump. */
 static int next_request(int timeout_ms)
 {
 	struct pollfd p = { wake[0], POLLIN, 0 };
@@ -317,46 +395,79 @@ static int next_request(int timeout_ms)
 		return 0;
 	while ((n = read(wake[0], buf, sizeof(buf))) > 0)
 		for (ssize_t i = 0; i < n; i++)
-			if (buf[i] == 'S' || !req)
+			if (buf[i] == COV_REQ_STOP || (buf[i] == COV_REQ_RESET && req != COV_REQ_STOP) ||
+			    (buf[i] == COV_REQ_DUMP && !req))
 				req = buf[i];
 	return req;
 }
 
-static void *payload_main(void *arg)
+static int64_t now_ms(void)
 {
-	sigset_t all;
-	int req;
+	struct timespec ts;
 
-	(void)arg;
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	if (setup()) {
-		set_phase(COV_FAILED);
-		return NULL;
-	}
-	if (install_handlers()) {
-		set_error("install signal handlers: %s", strerror(errno));
-		teardown();
-		set_phase(COV_FAILED);
-		return NULL;
-	}
-	set_phase(COV_COLLECTING);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Periodic snapshot, only when something new ran since the last one. */
+static void maybe_periodic(int64_t *next)
+{
+	if (!cov_cfg.interval_ms || now_ms() < *next)
+		return;
+	*next = now_ms() + cov_cfg.interval_ms;
+	if (cov_state.files != dumped_files || cov_state.lines != dumped_lines)
+		dump(0);
+}
+
+static void serve(void)
+{
+	int64_t next = now_ms() + cov_cfg.interval_ms;
+	int req, wait;
+
 	for (;;) {
-		req = next_request(SWEEP_MS);
-		if (req == 'D') {
-			state_begin();
+		wait = SWEEP_MS;
+		if (cov_cfg.interval_ms && next - now_ms() < wait)
+			wait = next - now_ms() > 0 ? (int)(next - now_ms()) : 0;
+		req = next_request(wait);
+		if (exiting || req == COV_REQ_STOP)
+			return;
+		if (req) {
+			cov_state_begin();
 			cov_state.dump_requests++;
-			state_end();
-			dump();
-		} else if (req == 'S') {
-			break;
+			cov_state_end();
+			dump(req == COV_REQ_RESET);
 		} else {
 			sweep();
+			maybe_periodic(&next);
 		}
 	}
+}
+
+static void *payload_main(void *forked)
+{
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	if (!forked) {
+		if (setup()) {
+			set_phase(COV_FAILED);
+			return NULL;
+		}
+		if (cov_signals_install(wake[1])) {
+			set_error("install signal handlers: %s", strerror(errno));
+			teardown();
+			set_phase(COV_FAILED);
+			return NULL;
+		}
+		set_phase(COV_COLLECTING);
+	}
+	serve();
+	if (exiting)
+		return NULL;	/* cov_on_exit did the rest */
 	set_phase(COV_STOPPING);
-	restore_handlers();
-	dump();
+	cov_signals_restore();
+	dump(0);
 	teardown();
 	set_phase(COV_STOPPED);
 	return NULL;
@@ -380,23 +491,34 @@ EXPORT int cov_start(const char *config)
 	if (strlen(config) >= sizeof(cfg_text))
 		return E2BIG;
 	memcpy(cfg_text, config, strlen(config) + 1);
-	if (cov_config_parse(cfg_text, &cfg))
+	if (cov_config_parse(cfg_text, &cov_cfg))
 		return EINVAL;
-	if (wake[0] < 0 && pipe2(wake, O_CLOEXEC | O_NONBLOCK))
-		return errno;
-	/* drain requests left over from a previous run */
+	if (wake[0] < 0) {
+		if (pipe2(wake, O_CLOEXEC | O_NONBLOCK))
+			return errno;
+		/* once per process (a child inherits it): a fork waits for a write */
+		if ((rc = pthread_atfork(before_fork, after_fork, after_fork)))
+			return rc;
+	}
 	while (read(wake[0], drain, sizeof(drain)) > 0)
-		;
-	state_begin();
+		;	/* requests left over from a previous run */
+	exiting = 0;
+	dumped_files = dumped_lines = 0;
+	cov_state_begin();
 	cov_state.starts++;
 	cov_state.phase = COV_STARTING;
-	cov_state.dump_sig = cfg.dump_sig;
-	cov_state.stop_sig = cfg.stop_sig;
+	cov_state.pid = getpid();
+	cov_state.wake_fd = wake[1];
+	cov_state.dump_sig = cov_cfg.dump_sig;
+	cov_state.stop_sig = cov_cfg.stop_sig;
+	cov_state.chain = cov_cfg.chain;
+	cov_state.interval_ms = cov_cfg.interval_ms;
 	cov_state.dumps = cov_state.dump_errors = cov_state.dump_requests = 0;
+	cov_state.resets = cov_state.forked = cov_state.handlers_lost = 0;
 	cov_state.files = cov_state.lines = 0;
 	cov_state.last_dump_ns = 0;
-	cov_state.error[0] = 0;
-	state_end();
+	cov_state.last_file[0] = cov_state.error[0] = 0;
+	cov_state_end();
 	make_names();
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);

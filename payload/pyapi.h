@@ -51,6 +51,11 @@ struct pyapi {
 	int (*Object_SetAttrString)(PyObject *, const char *, PyObject *);
 	PyObject *(*Object_CallMethod)(PyObject *, const char *, const char *, ...);
 	PyObject *(*Object_Str)(PyObject *);
+	PyObject *(*Object_Call)(PyObject *, PyObject *, PyObject *);
+	PyObject *(*Object_CallFunctionObjArgs)(PyObject *, ...);
+	PyObject *(*Dict_New)(void);
+	int (*Dict_SetItemString)(PyObject *, const char *, PyObject *);
+	PyObject *(*Tuple_New)(Py_ssize_t);
 	PyObject *(*Long_FromLong)(long);
 	long (*Long_AsLong)(PyObject *);
 	PyObject *(*Unicode_FromString)(const char *);

@@ -159,6 +159,15 @@ int cov_grow_mark(struct cov_file *f, int line)
 	return 0;
 }
 
+void cov_store_zero(void)
+{
+	for (struct cov_file *f = files; f; f = f->next) {
+		if (f->bits)
+			memset(f->bits, 0, f->nbytes);
+		f->nlines = 0;
+	}
+}
+
 void cov_store_clear(void (*release)(const void *key))
 {
 	struct cov_file *f, *next;

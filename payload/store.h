@@ -46,6 +46,9 @@ struct cov_file *cov_store_add(const void *key, const char *filename);
 
 static inline void cov_store_mark(struct cov_file *f, int line);
 
+/* Forget the lines, keep the files (no allocation, no Python call). */
+void cov_store_zero(void);
+
 /* Forget everything; release(key) is called for every key added. */
 void cov_store_clear(void (*release)(const void *key));
 

@@ -1,105 +1,28 @@
 /*
- * commands.c - start, dump, stop, status.
- *
- * Every check that can be made from /proc is made before the target is
- * touched; a refusal changes nothing in it.  After the injection we read
- * the payload's status block (cov_state.h) until it answers.
+ * start.c - covinject start: check everything /proc can tell, then load the
+ * payload (inject/) and wait until the payload says it is collecting.
+ * Every refusal happens before the target is touched and changes nothing.
  */
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include "cli.h"
 #include "../inject/inject.h"
 
 #define SIGBIT(s) (1ULL << ((s) - 1))
 
-void cli_err(pid_t pid, const char *cmd, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (pid > 0)
-		fprintf(stderr, "covinject: %s %d: %s\n", cmd, (int)pid, msg);
-	else
-		fprintf(stderr, "covinject: %s: %s\n", cmd, msg);
-}
-
-void cli_debug(struct cli_opts *o, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-
-	if (!o->verbose)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "covinject: debug: %s\n", msg);
-}
-
 static void log_line(void *arg, const char *line)
 {
 	cli_debug(arg, "%s", line);
 }
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static const char *phase_name(uint32_t p)
-{
-	static const char *const n[] = { "loaded, never started", "starting",
-					 "collecting", "stopping", "stopped", "failed" };
-
-	return p < sizeof(n) / sizeof(n[0]) ? n[p] : "unknown";
-}
-
 static int active(const struct cov_state *s)
 {
 	return s->phase == COV_STARTING || s->phase == COV_COLLECTING;
-}
-
-/* ---- checks shared by the commands ------------------------------------- */
-
-static int check_process(pid_t pid, const char *cmd, struct proc_status *st)
-{
-	int r;
-
-	if (pid == getpid()) {
-		cli_err(pid, cmd, "that is covinject itself (give the pid of a Python process)");
-		return EXIT_FAIL;
-	}
-	if (kill(pid, 0) && errno == ESRCH) {
-		cli_err(pid, cmd, "no such process (check the pid with ps)");
-		return EXIT_FAIL;
-	}
-	if ((r = cli_proc_status(pid, st))) {
-		cli_err(pid, cmd, "cannot read /proc/%d/status: %s (is /proc mounted? "
-			"does the process still exist?)", (int)pid, strerror(-r));
-		return EXIT_FAIL;
-	}
-	if (st->kthread) {
-		cli_err(pid, cmd, "%s is a kernel thread, not a Python process", st->name);
-		return EXIT_FAIL;
-	}
-	if (st->state == 'Z' || st->state == 'X') {
-		cli_err(pid, cmd, "the process has exited (zombie %s)", st->name);
-		return EXIT_FAIL;
-	}
-	return EXIT_OK;
 }
 
 static int check_python(pid_t pid, const char *cmd, const char *name,
@@ -128,40 +51,26 @@ static int check_python(pid_t pid, const char *cmd, const char *name,
 	return EXIT_OK;
 }
 
-/* The payload's block, for dump/stop/status: loaded or a clear message. */
-static int need_state(pid_t pid, const char *cmd, struct cov_state *s)
+int cli_is_python(pid_t pid)
 {
-	int r = cli_read_state(pid, s);
+	char image[512];
+	int major, minor;
 
-	if (r == -ENOENT) {
-		cli_err(pid, cmd, "covinject is not loaded in this process (start "
-			"collecting with: covinject start %d)", (int)pid);
-		return EXIT_FAIL;
-	}
-	if (r == -EPERM || r == -EACCES) {
-		cli_err(pid, cmd, "cannot read its memory: %s (run as root or as the "
-			"process's user, with CAP_SYS_PTRACE)", strerror(-r));
-		return EXIT_FAIL;
-	}
-	if (r) {
-		cli_err(pid, cmd, "cannot read the payload's status: %s (a payload of "
-			"another covinject version may be loaded)", strerror(-r));
-		return EXIT_FAIL;
-	}
-	return EXIT_OK;
+	return inject_python_version(pid, &major, &minor, image, sizeof(image)) == 0;
 }
 
-/* ---- start ------------------------------------------------------------- */
-
-static int check_signal(pid_t pid, const char *what, int sig,
+static int check_signal(struct cli_opts *o, const char *what, int sig,
 			const struct proc_status *st)
 {
 	char name[32];
 
 	if (!(st->sigcgt & SIGBIT(sig)) && !(st->sigign & SIGBIT(sig)))
 		return EXIT_OK;
-	cli_err(pid, "start", "the process already %s SIG%s, the %s signal (choose "
-		"free ones, e.g. --dump-signal RTMIN+3 --stop-signal RTMIN+4)",
+	if (o->chain)
+		return EXIT_OK;	/* ours runs first, then the program's */
+	cli_err(o->pid, "start", "the process already %s SIG%s, the %s signal (choose "
+		"free ones, e.g. --dump-signal RTMIN+3 --stop-signal RTMIN+4, or "
+		"keep its handler running after ours with --chain)",
 		st->sigcgt & SIGBIT(sig) ? "handles" : "ignores",
 		cli_signal_name(sig, name, sizeof(name)), what);
 	return EXIT_FAIL;
@@ -226,8 +135,9 @@ static int build_config(struct cli_opts *o, const char *dir, char *buf, size_t l
 	size_t n = 0;
 	char real[PATH_MAX];
 
-	n += snprintf(buf + n, len - n, "out=%s\ndump_signal=%d\nstop_signal=%d\n",
-		      dir, o->dump_sig, o->stop_sig);
+	n += snprintf(buf + n, len - n, "out=%s\ndump_signal=%d\nstop_signal=%d\n"
+		      "chain=%d\ninterval=%g\n", dir, o->dump_sig, o->stop_sig,
+		      o->chain, o->interval);
 	for (int i = 0; i < o->nsources && n < len; i++) {
 		if (!realpath(o->sources[i], real)) {
 			cli_err(o->pid, "start", "--source %s: %s (give an existing "
@@ -248,13 +158,13 @@ static int build_config(struct cli_opts *o, const char *dir, char *buf, size_t l
 
 static int wait_collecting(struct cli_opts *o, struct cov_state *s, int starts)
 {
-	double deadline = now() + o->timeout;
+	double deadline = cli_now() + o->timeout;
 
 	for (;;) {
 		if (cli_read_state(o->pid, s) == 0 && (int)s->starts >= starts &&
 		    s->phase != COV_STARTING)
 			return s->phase == COV_COLLECTING ? 0 : -1;
-		if (now() > deadline)
+		if (cli_now() > deadline)
 			return -2;
 		usleep(2000);
 	}
@@ -266,7 +176,7 @@ static int start_checks(struct cli_opts *o, struct proc_status *st, char *dir,
 	struct cov_state s;
 	int major, minor, r;
 
-	if ((r = check_process(o->pid, "start", st)) ||
+	if ((r = cli_check_process(o->pid, "start", st)) ||
 	    (r = check_python(o->pid, "start", st->name, &major, &minor)))
 		return r;
 	if (st->state == 'T' || st->state == 't') {
@@ -283,8 +193,8 @@ static int start_checks(struct cli_opts *o, struct proc_status *st, char *dir,
 		}
 		*starts = s.starts;
 	}
-	if ((r = check_signal(o->pid, "dump", o->dump_sig, st)) ||
-	    (r = check_signal(o->pid, "stop", o->stop_sig, st)))
+	if ((r = check_signal(o, "dump", o->dump_sig, st)) ||
+	    (r = check_signal(o, "stop", o->stop_sig, st)))
 		return r;
 	if (!realpath(o->out_dir, dir)) {
 		cli_err(o->pid, "start", "output directory %s: %s (create it first)",
@@ -305,8 +215,9 @@ static int start_checks(struct cli_opts *o, struct proc_status *st, char *dir,
 	return EXIT_OK;
 }
 
-int cli_start(struct cli_opts *o)
+int cli_start(struct cli_opts *all, pid_t pid)
 {
+	struct cli_opts one = *all, *o = &one;
 	struct inject_log log = { log_line, o };
 	struct inject_err err = { .msg = "", .log = &log };
 	struct inject_stats stats = { 0 };
@@ -316,6 +227,7 @@ int cli_start(struct cli_opts *o)
 	sigset_t block, old;
 	int r, starts;
 
+	o->pid = pid;
 	if ((r = start_checks(o, &st, dir, &starts)))
 		return r;
 	if (find_payload(payload, sizeof(payload))) {
@@ -362,6 +274,7 @@ int cli_start(struct cli_opts *o)
 	       (s.py_hex >> 16) & 255, cli_signal_name(o->dump_sig, name, sizeof(name)),
 	       (int)o->pid, (int)o->pid);
 	printf("data file: %s\n", s.data_file);
+	fflush(stdout);
 	if (s.skipped_threads)
 		fprintf(stderr, "covinject: start %d: %u thread(s) already have a trace "
 			"function (a debugger or another coverage tool): they are not "
@@ -369,136 +282,3 @@ int cli_start(struct cli_opts *o)
 	return EXIT_OK;
 }
 
-/* ---- dump and stop ----------------------------------------------------- */
-
-/* Active, and its handler still in place: only then may we signal it. */
-static int signal_ready(struct cli_opts *o, const char *cmd, struct cov_state *s,
-			int sig)
-{
-	struct proc_status st;
-	char name[32];
-	int r;
-
-	if ((r = check_process(o->pid, cmd, &st)) || (r = need_state(o->pid, cmd, s)))
-		return r;
-	if (!active(s)) {
-		cli_err(o->pid, cmd, "covinject is %s in this process, not collecting "
-			"(start it with: covinject start %d)", phase_name(s->phase),
-			(int)o->pid);
-		return EXIT_FAIL;
-	}
-	if (!sig)
-		sig = strcmp(cmd, "stop") ? s->dump_sig : s->stop_sig;
-	if (!(st.sigcgt & SIGBIT(sig))) {
-		cli_err(o->pid, cmd, "SIG%s has no handler in the process any more (the "
-			"program replaced covinject's): not sending it, it would kill "
-			"the process", cli_signal_name(sig, name, sizeof(name)));
-		return EXIT_FAIL;
-	}
-	return EXIT_OK;
-}
-
-int cli_dump(struct cli_opts *o)
-{
-	struct cov_state s;
-	uint32_t before;
-	double deadline;
-	int r;
-
-	if ((r = signal_ready(o, "dump", &s, 0)))
-		return r;
-	before = s.dumps + s.dump_errors;
-	if (kill(o->pid, s.dump_sig)) {
-		cli_err(o->pid, "dump", "send signal: %s", strerror(errno));
-		return EXIT_FAIL;
-	}
-	deadline = now() + o->timeout;
-	while (cli_read_state(o->pid, &s) == 0 && s.dumps + s.dump_errors == before) {
-		if (now() > deadline) {
-			cli_err(o->pid, "dump", "no snapshot within %.0f s (the process may "
-				"hold the GIL in native code; try again, or raise --timeout)",
-				o->timeout);
-			return EXIT_FAIL;
-		}
-		usleep(2000);
-	}
-	if (s.error[0]) {
-		cli_err(o->pid, "dump", "snapshot failed: %s (the data stays in memory; "
-			"fix the cause and dump again)", s.error);
-		return EXIT_FAIL;
-	}
-	printf("%s\n", s.data_file);
-	return EXIT_OK;
-}
-
-int cli_stop(struct cli_opts *o)
-{
-	struct cov_state s;
-	double deadline;
-	int r;
-
-	if ((r = signal_ready(o, "stop", &s, 0)))
-		return r;
-	if (kill(o->pid, s.stop_sig)) {
-		cli_err(o->pid, "stop", "send signal: %s", strerror(errno));
-		return EXIT_FAIL;
-	}
-	deadline = now() + o->timeout;
-	while (cli_read_state(o->pid, &s) == 0 && s.phase != COV_STOPPED) {
-		if (now() > deadline) {
-			cli_err(o->pid, "stop", "the collector did not stop within %.0f s "
-				"(check with: covinject status %d)", o->timeout, (int)o->pid);
-			return EXIT_FAIL;
-		}
-		usleep(2000);
-	}
-	if (s.error[0]) {
-		cli_err(o->pid, "stop", "stopped, but the final snapshot failed: %s",
-			s.error);
-		return EXIT_FAIL;
-	}
-	printf("%s\n", s.data_file);
-	return EXIT_OK;
-}
-
-/* ---- status ------------------------------------------------------------ */
-
-int cli_status(struct cli_opts *o)
-{
-	struct proc_status st;
-	struct cov_state s;
-	char d[32], t[32], when[64] = "never";
-	int r;
-
-	if ((r = check_process(o->pid, "status", &st)))
-		return r;
-	r = cli_read_state(o->pid, &s);
-	if (r == -ENOENT) {
-		printf("pid %d: covinject not loaded\n", (int)o->pid);
-		return EXIT_OK;
-	}
-	if ((r = need_state(o->pid, "status", &s)))
-		return r;
-	if (s.last_dump_ns) {
-		time_t sec = s.last_dump_ns / 1000000000;
-		struct tm tm;
-
-		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&sec, &tm));
-	}
-	printf("pid %d: covinject loaded, %s\n", (int)o->pid, phase_name(s.phase));
-	printf("python: %d.%d\n", (s.py_hex >> 24) & 255, (s.py_hex >> 16) & 255);
-	printf("signals: dump SIG%s, stop SIG%s\n",
-	       cli_signal_name(s.dump_sig, d, sizeof(d)),
-	       cli_signal_name(s.stop_sig, t, sizeof(t)));
-	printf("data file: %s\n", s.data_file);
-	printf("snapshots: %u written, %u failed, last at %s\n", s.dumps,
-	       s.dump_errors, when);
-	printf("measured: %u files, %u lines\n", s.files, s.lines);
-	if (s.tool_id >= 0)
-		printf("collector: sys.monitoring tool id %d\n", s.tool_id);
-	else
-		printf("collector: trace function on %u threads (%u skipped: traced "
-		       "by another tool)\n", s.threads, s.skipped_threads);
-	printf("last error: %s\n", s.error[0] ? s.error : "none");
-	return EXIT_OK;
-}

@@ -1,0 +1,206 @@
+/*
+ * control.c - covinject dump, stop and status.
+ *
+ * dump and stop do not send a signal: they write the request byte straight
+ * into the payload's pipe through /proc/PID/fd/<wake_fd> (the same ptrace
+ * permission that reading the status block needs).  So they work when the
+ * program has replaced covinject's signal handlers (a gunicorn worker resets
+ * USR1/USR2), and they can never kill a process whose handler is gone.
+ * Then they read the status block until the payload has answered.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "cli.h"
+
+static int collecting_here(pid_t pid, const char *cmd, struct cov_state *s)
+{
+	struct proc_status st;
+	int r;
+
+	if ((r = cli_check_process(pid, cmd, &st)) || (r = cli_need_state(pid, cmd, s)))
+		return r;
+	if (s->pid != pid) {
+		cli_err(pid, cmd, "covinject is not collecting in this process: it only "
+			"inherited the collector's memory from %d, forked before "
+			"collection started (start it with: covinject start %d)",
+			(int)s->pid, (int)pid);
+		return EXIT_FAIL;
+	}
+	if (s->phase != COV_COLLECTING) {
+		cli_err(pid, cmd, "covinject is %s in this process, not collecting "
+			"(start it with: covinject start %d)", cli_phase_name(s->phase),
+			(int)pid);
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+static int send_request(pid_t pid, const char *cmd, const struct cov_state *s,
+			char req)
+{
+	char fn[64];
+	struct stat st;
+	int fd, ok;
+
+	snprintf(fn, sizeof(fn), "/proc/%d/fd/%d", (int)pid, s->wake_fd);
+	fd = open(fn, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		cli_err(pid, cmd, "open the collector's request pipe %s: %s", fn,
+			strerror(errno));
+		return EXIT_FAIL;
+	}
+	ok = fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) &&
+	     (write(fd, &req, 1) == 1 || errno == EAGAIN);	/* full: one is pending */
+	close(fd);
+	if (!ok) {
+		cli_err(pid, cmd, "write to the collector's request pipe %s failed", fn);
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+/* Wait until the payload's answer shows; 0, or EXIT_FAIL with a message. */
+static int await(struct cli_opts *o, pid_t pid, const char *cmd, struct cov_state *s,
+		 int (*done)(const struct cov_state *, uint32_t), uint32_t before)
+{
+	double deadline = cli_now() + o->timeout;
+
+	for (;;) {
+		if (cli_read_state(pid, s)) {
+			cli_err(pid, cmd, "the process went away while waiting");
+			return EXIT_FAIL;
+		}
+		if (done(s, before))
+			return EXIT_OK;
+		if (cli_now() > deadline) {
+			cli_err(pid, cmd, "no answer from the collector within %.0f s (the "
+				"process may hold the GIL in native code; try again, or "
+				"raise --timeout)", o->timeout);
+			return EXIT_FAIL;
+		}
+		usleep(2000);
+	}
+}
+
+static int dumped(const struct cov_state *s, uint32_t before)
+{
+	return s->dumps + s->dump_errors != before;
+}
+
+static int stopped(const struct cov_state *s, uint32_t before)
+{
+	(void)before;
+	return s->phase == COV_STOPPED || s->phase == COV_FAILED;
+}
+
+int cli_dump(struct cli_opts *o, pid_t pid)
+{
+	struct cov_state s;
+	uint32_t before;
+	int r;
+
+	if ((r = collecting_here(pid, "dump", &s)))
+		return r;
+	before = s.dumps + s.dump_errors;
+	if ((r = send_request(pid, "dump", &s, o->reset ? COV_REQ_RESET : COV_REQ_DUMP)) ||
+	    (r = await(o, pid, "dump", &s, dumped, before)))
+		return r;
+	if (s.error[0]) {
+		cli_err(pid, "dump", "snapshot failed: %s (the data stays in memory; "
+			"fix the cause and dump again)", s.error);
+		return EXIT_FAIL;
+	}
+	if (o->tree)
+		printf("%d: %s\n", (int)pid, s.last_file);
+	else
+		printf("%s\n", s.last_file);
+	return EXIT_OK;
+}
+
+int cli_stop(struct cli_opts *o, pid_t pid)
+{
+	struct cov_state s;
+	int r;
+
+	if ((r = collecting_here(pid, "stop", &s)) ||
+	    (r = send_request(pid, "stop", &s, COV_REQ_STOP)) ||
+	    (r = await(o, pid, "stop", &s, stopped, 0)))
+		return r;
+	if (s.error[0]) {
+		cli_err(pid, "stop", "stopped, but the final snapshot failed: %s",
+			s.error);
+		return EXIT_FAIL;
+	}
+	if (o->tree)
+		printf("%d: %s\n", (int)pid, s.last_file);
+	else
+		printf("%s\n", s.last_file);
+	return EXIT_OK;
+}
+
+static void print_status(pid_t pid, const struct cov_state *s)
+{
+	char d[32], t[32], when[64] = "never";
+
+	if (s->last_dump_ns) {
+		time_t sec = s->last_dump_ns / 1000000000;
+		struct tm tm;
+
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&sec, &tm));
+	}
+	printf("pid %d: covinject loaded, %s%s\n", (int)pid, cli_phase_name(s->phase),
+	       s->forked ? " (forked from a collecting parent)" : "");
+	printf("python: %d.%d\n", (s->py_hex >> 24) & 255, (s->py_hex >> 16) & 255);
+	printf("signals: dump SIG%s, stop SIG%s%s%s\n",
+	       cli_signal_name(s->dump_sig, d, sizeof(d)),
+	       cli_signal_name(s->stop_sig, t, sizeof(t)),
+	       s->chain ? ", chained to the program's handlers" : "",
+	       s->handlers_lost ? "; the program replaced covinject's handler (use "
+	       "covinject dump/stop, which need no signal)" : "");
+	printf("data file: %s\n", s->data_file);
+	printf("snapshots: %u written, %u failed, last at %s%s%s\n", s->dumps,
+	       s->dump_errors, when, s->last_file[0] ? " to " : "", s->last_file);
+	if (s->interval_ms)
+		printf("periodic snapshots: every %g s when data changed\n",
+		       s->interval_ms / 1000.0);
+	else
+		printf("periodic snapshots: off\n");
+	printf("measured: %u files, %u lines (%u resets)\n", s->files, s->lines,
+	       s->resets);
+	if (s->tool_id >= 0)
+		printf("collector: sys.monitoring tool id %d\n", s->tool_id);
+	else
+		printf("collector: trace function on %u threads (%u skipped: traced "
+		       "by another tool)\n", s->threads, s->skipped_threads);
+	printf("last error: %s\n", s->error[0] ? s->error : "none");
+}
+
+int cli_status(struct cli_opts *o, pid_t pid)
+{
+	struct proc_status st;
+	struct cov_state s;
+	int r;
+
+	(void)o;
+	if ((r = cli_check_process(pid, "status", &st)))
+		return r;
+	r = cli_read_state(pid, &s);
+	if (r == -ENOENT) {
+		printf("pid %d: covinject not loaded\n", (int)pid);
+		return EXIT_OK;
+	}
+	if ((r = cli_need_state(pid, "status", &s)))
+		return r;
+	if (s.pid != pid) {
+		printf("pid %d: covinject not collecting (memory inherited from %d, "
+		       "forked before collection started)\n", (int)pid, (int)s.pid);
+		return EXIT_OK;
+	}
+	print_status(pid, &s);
+	return EXIT_OK;
+}

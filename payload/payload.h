@@ -1,0 +1,34 @@
+/*
+ * payload.h - what the files of payload/ share: the configuration, the
+ * interpreter's API table, and the entry points of payload.c that the
+ * signal handlers and the interpreter hooks call.
+ */
+#ifndef COVINJECT_PAYLOAD_H
+#define COVINJECT_PAYLOAD_H
+
+#include "config.h"
+#include "cov_state.h"
+#include "pyapi.h"
+
+extern struct cov_config cov_cfg;
+extern struct pyapi cov_py;
+extern struct cov_state cov_state;
+
+void cov_state_begin(void);
+void cov_state_end(void);
+
+/* signals.c: the dump and stop handlers. */
+int cov_signals_install(int wake_fd);
+void cov_signals_set_wake(int wake_fd);
+void cov_signals_restore(void);
+int cov_signals_lost(void);
+
+/* hooks.c: atexit and os.register_at_fork; call with the GIL held. */
+int cov_hooks_install(char *err, size_t len);
+void cov_hooks_remove(void);
+
+/* payload.c: called by hooks.c with the GIL held. */
+void cov_on_exit(void);
+void cov_on_fork_child(void);
+
+#endif

@@ -1,0 +1,365 @@
+"""End-to-end tests of the core loop: start, snapshots, stop, refusals."""
+import glob
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import coverage
+
+from lib import (COVINJECT, ROOT, SUPPORTED, TARGETS, Skip, Target, as_nobody, check,
+                 cli, cli_ok, dumps, function_body, get, measured, py_version,
+                 tagged, wait_for)
+
+
+# ---- end-to-end tests -------------------------------------------------------
+
+def t_http_server(exe, tmp):
+    """Routes hit after start are recorded exactly, others are not; the
+    worker thread's running loop is recorded; dump, stop, start again."""
+    script = "http_server.py"
+    t = Target(exe, script)
+    port = int(t.ready[1])
+    get(port, "/c")                       # before attach: must not count
+    out = cli_ok("start", "-o", tmp, t.pid)
+    check("collecting in %d" % t.pid in out, "start said: %r" % out)
+    check(get(port, "/a") == "a2", "route /a answered wrongly")
+    body = {r: function_body(script, "route_" + r) for r in "abc"}
+
+    def dump_has(lines):
+        path = cli_ok("dump", t.pid).strip()
+        got = measured(path, script)
+        return (path, got) if lines <= got else None
+    path, got = wait_for(lambda: dump_has(tagged(script, "w")), "the worker loop in a snapshot")
+    check(got & body["a"] == tagged(script, "a"), "route_a lines %s, expected %s" % (
+        sorted(got & body["a"]), sorted(tagged(script, "a"))))
+    check(not got & (body["b"] | body["c"]), "routes not hit after start recorded: %s" % sorted(got & (body["b"] | body["c"])))
+    before = dumps(t.pid)
+    os.kill(t.pid, signal.SIGUSR1)          # the user's way: kill -USR1 PID
+    wait_for(lambda: dumps(t.pid) > before, "a snapshot after kill -USR1")
+    check(set(measured(path, script)) >= tagged(script, "a"), "kill -USR1 snapshot lost data")
+    get(port, "/b")
+    path2 = cli_ok("dump", t.pid).strip()
+    check(path2 == path, "second snapshot went to %s, not %s" % (path2, path))
+    got = measured(path2, script)
+    check(got & body["b"] == tagged(script, "b"), "route_b lines %s after dump" % sorted(got & body["b"]))
+    data = coverage.CoverageData(path2)
+    data.read()
+    stray = [f for f in data.measured_files() if not f.startswith(os.path.realpath(TARGETS))]
+    check(not stray, "files outside the program measured by default: %s" % stray)
+    final = cli_ok("stop", t.pid).strip()
+    check(final == path, "stop printed %s" % final)
+    check(not t.sigcgt() & (1 << (signal.SIGUSR1 - 1) | 1 << (signal.SIGUSR2 - 1)),
+          "USR1/USR2 handlers still installed after stop")
+    check(get(port, "/c") == "c3", "server does not answer after stop")
+    check(not measured(final, script) & body["c"], "route /c recorded after stop")
+    # start again: only what runs in between is in the new file
+    out = cli_ok("start", "-o", tmp, t.pid)
+    get(port, "/c")
+    second = cli_ok("stop", t.pid).strip()
+    check(second != final, "the second session overwrote the first file")
+    got = measured(second, script)
+    check(got & body["c"] == tagged(script, "c"), "route_c lines %s in 2nd session" % sorted(got & body["c"]))
+    check(not got & (body["a"] | body["b"]), "2nd session has lines run before it: %s" % sorted(got & (body["a"] | body["b"])))
+    check(get(port, "/a") == "a2" and t.alive(), "server unhealthy after the second stop")
+    t.proc.kill()
+    out, err = t.proc.communicate()
+    check(out == "" and err == "", "the target printed %r / %r" % (out, err))
+
+
+def t_busy_main(exe, tmp):
+    """The only thread is inside a busy loop at attach: its body is recorded,
+    and start returns well under a second."""
+    t = Target(exe, "busy.py")
+    t0 = time.monotonic()
+    cli_ok("start", "-o", tmp, t.pid)
+    took = time.monotonic() - t0
+    check(took < 1.0, "start took %.2f s" % took)
+    want = tagged("busy.py", "w")
+    wait_for(lambda: want <= measured(cli_ok("dump", t.pid).strip(), "busy.py"),
+             "the busy loop's body in a snapshot")
+    cli_ok("stop", t.pid)
+    check(t.alive(), "target died")
+
+
+def t_sleep_intact(exe, tmp):
+    """time.sleep(3) in progress at attach still lasts 3 s and raises nothing."""
+    t = Target(exe, "sleeper.py", "3")
+    time.sleep(0.3)
+    cli_ok("start", "-o", tmp, t.pid)
+    cli_ok("stop", t.pid)
+    out, err = t.proc.communicate(timeout=10)
+    check(t.proc.returncode == 0, "sleeper exited %s: %s" % (t.proc.returncode, err))
+    m = re.match(r"SLEPT ([\d.]+)", out)
+    check(m, "sleep did not complete: %r %r" % (out, err))
+    check(2.99 <= float(m.group(1)) < 3.5, "time.sleep(3) took %s s" % m.group(1))
+
+
+def t_coverage_report(exe, tmp):
+    """coverage combine + report read our files as their own."""
+    t = Target(exe, "http_server.py")
+    port = int(t.ready[1])
+    cli_ok("start", "-o", tmp, t.pid)
+    get(port, "/a")
+    cli_ok("stop", t.pid)
+    env = dict(os.environ, COVERAGE_FILE=os.path.join(tmp, ".coverage"))
+    combine = subprocess.run([sys.executable, "-m", "coverage", "combine", tmp],
+                             capture_output=True, text=True, cwd=tmp, env=env)
+    check(combine.returncode == 0, "coverage combine: %s" % combine.stderr)
+    report = subprocess.run([sys.executable, "-m", "coverage", "report", "-m"],
+                            capture_output=True, text=True, cwd=tmp, env=env)
+    check(report.returncode == 0, "coverage report: %s" % report.stderr)
+    check("http_server.py" in report.stdout, "report lacks the target: %s" % report.stdout)
+
+
+def t_dump_error_kept(exe, tmp):
+    """An output directory that went away fails the snapshot with a clear
+    message in dump and status; the data stays and the next one succeeds."""
+    out, away = os.path.join(tmp, "out"), os.path.join(tmp, "away")
+    os.mkdir(out)
+    t = Target(exe, "busy.py")
+    cli_ok("start", "-o", out, t.pid)
+    os.rename(out, away)
+    r = cli("dump", t.pid)
+    check(r.returncode == 1 and re.search(
+        r"^covinject: dump %d: snapshot failed: .*No such file.*data stays in memory" % t.pid,
+        r.stderr), "dump into a missing directory: %d %r" % (r.returncode, r.stderr))
+    st = cli_ok("status", t.pid)
+    check(re.search(r"snapshots: 0 written, 1 failed", st) and "No such file" in st,
+          "status does not show the failure: %r" % st)
+    os.rename(away, out)
+    check(os.listdir(out) == [], "files left behind: %s" % os.listdir(out))
+    path = cli_ok("dump", t.pid).strip()
+    check(tagged("busy.py", "w") <= measured(path, "busy.py"), "data lost after the failure")
+    check("last error: none" in cli_ok("status", t.pid), "error not cleared")
+    cli_ok("stop", t.pid)
+    check(t.alive(), "target died")
+
+
+def t_signals_and_scope(exe, tmp):
+    """Real-time signals by name; --source limits the files; no -o means the
+    current directory of the covinject command."""
+    t = Target(exe, "busy.py")
+    rt3, rt4 = signal.SIGRTMIN + 3, signal.SIGRTMIN + 4
+    r = subprocess.run([COVINJECT, "start", "--dump-signal", "RTMIN+3", "--stop-signal",
+                        "SIGRTMIN+4", "--source", TARGETS, str(t.pid)],
+                       capture_output=True, text=True, cwd=tmp)
+    check(r.returncode == 0, "start: %s" % r.stderr)
+    check("kill -RTMIN+3 %d" % t.pid in r.stdout, "start output: %r" % r.stdout)
+    path = re.search(r"data file: (\S+)", r.stdout).group(1)
+    check(os.path.dirname(path) == os.path.realpath(tmp), "data file %s not in the cwd" % path)
+    check(t.sigcgt() & (1 << (rt3 - 1)) and t.sigcgt() & (1 << (rt4 - 1)), "handlers not installed")
+    os.kill(t.pid, rt3)
+    wait_for(lambda: os.path.exists(path) and tagged("busy.py", "w") <= measured(path, "busy.py"),
+             "a snapshot after kill -RTMIN+3")
+    cli_ok("stop", t.pid)
+    check(not t.sigcgt() & ((1 << (rt3 - 1)) | (1 << (rt4 - 1))), "handlers left after stop")
+    # a --source that holds none of the program's files: nothing measured
+    empty = tempfile.mkdtemp(dir=tmp)
+    cli_ok("start", "-o", tmp, "--source", empty, t.pid)
+    path = cli_ok("stop", t.pid).strip()
+    data = coverage.CoverageData(path)
+    data.read()
+    check(not data.measured_files(), "--source %s measured %s" % (empty, data.measured_files()))
+    check(t.alive(), "target died")
+
+
+E2E = [t_http_server, t_signals_and_scope, t_busy_main, t_sleep_intact, t_coverage_report, t_dump_error_kept]
+
+
+def t_install(tmp):
+    """make install puts a command that finds its installed payload."""
+    dest = os.path.join(tmp, "root")
+    r = subprocess.run(["make", "-s", "-C", ROOT, "install", "PREFIX=/usr",
+                        "DESTDIR=" + dest], capture_output=True, text=True)
+    check(r.returncode == 0, "make install: %s" % r.stderr)
+    exe = os.path.join(dest, "usr", "bin", "covinject")
+    check(os.path.exists(os.path.join(dest, "usr/lib/covinject/covinject-payload.so")),
+          "payload not installed")
+    # The target runs as nobody and cannot read the installed payload (tmp
+    # is 0700 root): it must arrive through the memfd.
+    out = os.path.join(tmp, "out")
+    os.mkdir(out)
+    os.chown(out, 65534, 65534)
+    os.chmod(tmp, 0o711)
+    os.chmod(os.path.join(dest, "usr"), 0o700)
+    t = Target("/usr/bin/python3", "busy.py", preexec=as_nobody)
+    for args in (["start", "-o", out, t.pid], ["stop", t.pid]):
+        r = subprocess.run([exe] + [str(a) for a in args], capture_output=True, text=True)
+        check(r.returncode == 0, "installed covinject %s: %s" % (args[0], r.stderr))
+    path = r.stdout.strip()
+    check(os.stat(path).st_uid == 65534, "data file not owned by the target's user")
+    check(tagged("busy.py", "w") <= measured(path, "busy.py"), "no data from the nobody target")
+
+
+def t_help(tmp):
+    """--version, and --help for the command and each subcommand."""
+    out = cli_ok("--version")
+    check(re.match(r"covinject \d+\.\d+\.\d+$", out.strip()), "--version: %r" % out)
+    check("commands:" in cli_ok("--help"), "covinject --help")
+    for sub in ("start", "dump", "stop", "status"):
+        check(cli_ok(sub, "--help").startswith("usage: covinject %s" % sub), sub + " --help")
+
+
+# ---- refusals: message, exit status, target untouched -----------------------
+
+def refusal(args, status, pattern, target=None, user=None):
+    r = cli(*args, user=user)
+    check(r.returncode == status, "exit %d, expected %d: %s" % (r.returncode, status, r.stderr.strip()))
+    lines = r.stderr.strip().splitlines()
+    check(len(lines) == 1, "expected one line, got %r" % r.stderr)
+    check(re.search(pattern, lines[0]), "message %r does not match %r" % (lines[0], pattern))
+    if target:
+        check(target.alive(), "target died")
+        check(not target.payload_mapped(), "payload loaded despite the refusal")
+
+
+def refusal_tests(exe, tmp):
+    """(name, function) pairs; each builds what it needs."""
+    tests = []
+
+    def add(name):
+        def deco(fn):
+            tests.append((name, fn))
+            return fn
+        return deco
+
+    @add("no such process")
+    def _():
+        pid = 4194000
+        while os.path.exists("/proc/%d" % pid):
+            pid += 1
+        refusal(["start", "-o", tmp, pid], 1, r"^covinject: start %d: no such process" % pid)
+
+    @add("not a Python process")
+    def _():
+        p = subprocess.Popen(["sleep", "60"])
+        try:
+            refusal(["start", "-o", tmp, p.pid], 1,
+                    r"^covinject: start %d: sleep is not a CPython process.*give the pid" % p.pid)
+        finally:
+            p.kill()
+            p.wait()
+
+    @add("unsupported Python version")
+    def _():
+        old = [e for e in glob.glob(os.path.expanduser("~/.pyenv/versions/*/bin/python3"))
+               if py_version(e) not in SUPPORTED + [None]]
+        if not old:
+            raise Skip("no Python < 3.9 installed")
+        p = subprocess.Popen([old[0], "-c", "import time; time.sleep(60)"])
+        try:
+            time.sleep(0.5)
+            refusal(["start", "-o", tmp, p.pid], 1, r"Python 3\.\d \(.*\) is not supported.*3\.9 to 3\.13")
+            check(p.poll() is None, "old python died")
+        finally:
+            p.kill()
+            p.wait()
+
+    @add("already collecting")
+    def _():
+        t = Target(exe, "idle.py")
+        cli_ok("start", "-o", tmp, t.pid)
+        r = cli("start", "-o", tmp, t.pid)
+        check(r.returncode == 1 and re.search(
+            r"^covinject: start %d: covinject is already collecting.*covinject stop %d" % (t.pid, t.pid),
+            r.stderr), "second start: %d %r" % (r.returncode, r.stderr))
+        cli_ok("stop", t.pid)
+        check(t.alive(), "target died")
+
+    @add("output directory missing")
+    def _():
+        t = Target(exe, "idle.py")
+        refusal(["start", "-o", os.path.join(tmp, "nope"), t.pid], 1,
+                r"^covinject: start %d: output directory .*/nope: No such file" % t.pid, t)
+
+    @add("output directory not writable by the target")
+    def _():
+        def as_nobody():
+            os.setgid(65534)
+            os.setgroups([])
+            os.setuid(65534)
+        locked = tempfile.mkdtemp(dir=tmp)
+        os.chmod(locked, 0o755)
+        os.chmod(tmp, 0o755)
+        t = Target(exe, "idle.py", preexec=as_nobody)
+        refusal(["start", "-o", locked, t.pid], 1,
+                r"^covinject: start %d: output directory .* is not writable by the process \(uid 65534\)" % t.pid, t)
+
+    @add("dump signal already handled")
+    def _():
+        t = Target(exe, "idle.py", "catch-USR1")
+        before = t.sigcgt()
+        refusal(["start", "-o", tmp, t.pid], 1,
+                r"^covinject: start %d: the process already handles SIGUSR1.*--dump-signal RTMIN\+3" % t.pid, t)
+        check(t.sigcgt() == before, "signal handlers changed")
+
+    @add("already traced")
+    def _():
+        t = Target(exe, "idle.py")
+        tracer = subprocess.Popen([sys.executable, "-c", (
+            "import ctypes, sys, time\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            "assert libc.ptrace(0x4206, %d, None, None) == 0\n"   # PTRACE_SEIZE
+            "print('ok', flush=True)\n"
+            "time.sleep(60)\n") % t.pid], stdout=subprocess.PIPE, text=True)
+        try:
+            check(tracer.stdout.readline().strip() == "ok", "could not set up a tracer")
+            refusal(["start", "-o", tmp, t.pid], 1,
+                    r"^covinject: start %d: it is already traced by pid %d" % (t.pid, tracer.pid), t)
+        finally:
+            tracer.kill()
+            tracer.wait()
+
+    @add("ptrace not permitted")
+    def _():
+        t = Target(exe, "idle.py")
+        os.chmod(tmp, 0o777)
+        refusal(["start", "-o", tmp, t.pid], 1,
+                r"^covinject: start %d: .*(Operation not permitted|Permission denied).*run as root" % t.pid,
+                t, user=65534)
+
+    @add("dump when not attached")
+    def _():
+        t = Target(exe, "idle.py")
+        refusal(["dump", t.pid], 1,
+                r"^covinject: dump %d: covinject is not loaded in this process.*covinject start %d" % (t.pid, t.pid), t)
+
+    @add("stop after stop")
+    def _():
+        t = Target(exe, "idle.py")
+        cli_ok("start", "-o", tmp, t.pid)
+        cli_ok("stop", t.pid)
+        r = cli("stop", t.pid)
+        check(r.returncode == 1 and "is stopped in this process, not collecting" in r.stderr,
+              "second stop: %d %r" % (r.returncode, r.stderr))
+        check(t.alive(), "target died")
+
+    usage = [
+        ([], "missing command"),
+        (["frobnicate", "1"], "unknown command 'frobnicate'"),
+        (["start"], "missing PID"),
+        (["start", "abc"], "'abc' is not a process id"),
+        (["start", "0"], "'0' is not a process id"),
+        (["start", "--", "-5"], "'-5' is not a process id"),
+        (["start", "99999999999"], "'99999999999' is not a process id"),
+        (["start", "1"], "pid 1 is the init process"),
+        (["start", "--bogus", "123"], "unknown option '--bogus'"),
+        (["start", "--dump-signal", "FOO", "123"], "unknown signal 'FOO'"),
+        (["start", "--dump-signal", "KILL", "123"], "signal 'KILL' cannot be used: it cannot be caught"),
+        (["start", "--stop-signal", "SEGV", "123"], "signal 'SEGV' cannot be used: it reports a fault"),
+        (["start", "--dump-signal", "RTMIN+3", "--stop-signal", "RTMIN+3", "123"], "must differ"),
+        (["start", "--timeout", "-1", "123"], "--timeout '-1'"),
+        (["dump", "-o", "/tmp", "123"], "option '-o' belongs to start"),
+        (["start", "12", "13"], "unexpected argument '13'"),
+    ]
+    for args, msg in usage:
+        def run(args=args, msg=msg):
+            refusal(args, 2, re.escape(msg))
+        tests.append(("usage: covinject %s" % " ".join(args), run))
+    return tests
+
+

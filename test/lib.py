@@ -1,0 +1,232 @@
+"""Helpers shared by covinject's end-to-end tests: interpreters, target
+processes, the CLI, and reading data files through coverage.py."""
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COVINJECT = os.path.join(ROOT, "covinject")
+TARGETS = os.path.join(ROOT, "test", "targets")
+SUPPORTED = [(3, 9), (3, 10), (3, 11), (3, 12), (3, 13)]
+
+try:
+    import coverage  # noqa: F401
+except ImportError:
+    sys.exit("test/run.py: coverage.py is not importable by %s: install "
+             "python3-coverage (apt-get install python3-coverage)" % sys.executable)
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def wait_for(cond, what, timeout=10.0, interval=0.02):
+    """Poll cond() until it returns a true value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise Failure("timed out after %.0f s waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+# ---- interpreters -----------------------------------------------------------
+
+def py_version(exe):
+    try:
+        out = subprocess.run([exe, "-c", "import sys; print(*sys.version_info[:2])"],
+                             capture_output=True, text=True, timeout=20).stdout
+        major, minor = out.split()
+        return int(major), int(minor)
+    except Exception:
+        return None
+
+
+def discover():
+    """[(label, exe, (major, minor))], and names of versions not found."""
+    candidates = [("system", "/usr/bin/python3")]
+    pyenv_root = None
+    if shutil.which("pyenv"):
+        pyenv_root = subprocess.run(["pyenv", "root"], capture_output=True,
+                                    text=True).stdout.strip()
+    pyenv_root = pyenv_root or os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    for exe in sorted(glob.glob(os.path.join(pyenv_root, "versions", "*", "bin", "python3"))):
+        candidates.append(("pyenv-" + exe.split(os.sep)[-3], exe))
+    for exe in re.split(r"[:\s]+", os.environ.get("COVINJECT_PYTHONS", "")):
+        if exe:
+            candidates.append(("env-" + os.path.basename(exe), exe))
+    found, seen, skipped = [], set(), []
+    for label, exe in candidates:
+        if not os.path.exists(exe):
+            if label.startswith("env-"):
+                skipped.append("%s (%s): not found" % (label, exe))
+            continue
+        real = os.path.realpath(exe)
+        if real in seen:
+            continue
+        seen.add(real)
+        ver = py_version(exe)
+        if ver is None:
+            skipped.append("%s (%s): does not run" % (label, exe))
+        elif ver not in SUPPORTED:
+            skipped.append("%s: Python %d.%d is not supported" % ((label,) + ver))
+        else:
+            found.append((label, exe, ver))
+    have = {v for _, _, v in found}
+    for v in SUPPORTED:
+        if v not in have:
+            skipped.append("python%d.%d: not found on this machine" % v)
+    return found, skipped
+
+
+# ---- processes --------------------------------------------------------------
+
+class Target:
+    """A Python process running one of test/targets, killed at the end."""
+
+    live = []
+
+    def __init__(self, exe, script, *args, preexec=None):
+        self.proc = subprocess.Popen(
+            [exe, os.path.join(TARGETS, script)] + list(args),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, preexec_fn=preexec)
+        Target.live.append(self)
+        self.pid = self.proc.pid
+        line = self.proc.stdout.readline()
+        if not line.startswith("READY"):
+            raise Failure("%s did not start: %r %s" % (script, line, self.proc.stderr.read()))
+        self.ready = line.split()
+
+    def send(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def sigcgt(self):
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return int(line.split()[1], 16)
+        return 0
+
+    def payload_mapped(self):
+        with open("/proc/%d/maps" % self.pid) as f:
+            return "covinject-payload" in f.read()
+
+    def kill(self):
+        if self.alive():
+            self.proc.kill()
+        self.proc.wait()
+
+    @classmethod
+    def kill_all(cls):
+        for t in cls.live:
+            t.kill()
+        cls.live = []
+
+
+def cli(*args, timeout=30, user=None):
+    def drop():
+        os.setgid(65534)
+        os.setgroups([])
+        os.setuid(65534)
+    r = subprocess.run([COVINJECT] + [str(a) for a in args], capture_output=True,
+                       text=True, timeout=timeout, preexec_fn=drop if user else None)
+    return r
+
+
+def diagnose():
+    """Threads and wait channels of every live python process, for a failure."""
+    out = []
+    for task in sorted(glob.glob("/proc/[0-9]*/task/[0-9]*")):
+        try:
+            with open(task.rsplit("/task", 1)[0] + "/cmdline") as f:
+                cmd = f.read().replace("\0", " ")
+            if "targets/" not in cmd:
+                continue
+            with open(task + "/wchan") as f, open(task + "/syscall") as g:
+                out.append("%s %s %s %s" % (task, f.read(), g.read().split()[0], cmd[-40:]))
+        except OSError:
+            pass
+    return "\n".join(out)
+
+
+def cli_ok(*args, **kw):
+    r = cli(*args, **kw)
+    if r.returncode and os.environ.get("COVINJECT_DIAGNOSE"):
+        print(diagnose())
+    check(r.returncode == 0, "covinject %s exited %d: %s" % (
+        " ".join(map(str, args)), r.returncode, r.stderr.strip()))
+    return r.stdout
+
+
+def tagged(script, tag):
+    """Line numbers of script that carry '# @tag'."""
+    lines = set()
+    with open(os.path.join(TARGETS, script)) as f:
+        for n, line in enumerate(f, 1):
+            if re.search(r"#\s+@%s\s*$" % tag, line):
+                lines.add(n)
+    return lines
+
+
+def function_body(script, name):
+    """Line numbers strictly inside def name(): up to the next blank line."""
+    lines, inside = set(), False
+    with open(os.path.join(TARGETS, script)) as f:
+        for n, line in enumerate(f, 1):
+            if line.startswith("def %s(" % name):
+                inside = True
+            elif inside and not line.strip():
+                break
+            elif inside:
+                lines.add(n)
+    return lines
+
+
+def measured(datafile, script):
+    """Lines of script recorded in datafile, as coverage.py reads them."""
+    data = coverage.CoverageData(datafile)
+    data.read()
+    path = os.path.realpath(os.path.join(TARGETS, script))
+    return set(data.lines(path) or ())
+
+
+def get(port, path):
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=10) as r:
+        return r.read().decode()
+
+
+
+def dumps(pid):
+    m = re.search(r"snapshots: (\d+) written", cli_ok("status", pid))
+    return int(m.group(1))
+
+
+
+def as_nobody():
+    os.setgid(65534)
+    os.setgroups([])
+    os.setuid(65534)
+
+
+
+class Skip(Exception):
+    pass
+
+
