@@ -24,7 +24,8 @@ ifeq ($(wildcard inject/arch/$(ARCH).c),)
 $(error covinject does not support $(ARCH) yet: add inject/arch/$(ARCH).c (see inject/arch.h))
 endif
 
-INJECT_OBJ := inject/inject.o inject/ptrace.o inject/elf.o inject/maps.o \
+INJECT_OBJ := inject/inject.o inject/borrow.o inject/remote.o inject/ptrace.o \
+	inject/elf.o inject/maps.o \
 	inject/arch/$(ARCH).o
 CLI_OBJ := cli/main.o cli/start.o cli/control.o cli/tree.o cli/util.o \
 	cli/proc.o cli/signames.o
@@ -48,7 +49,8 @@ $(PAYLOAD): $(PAYLOAD_OBJ)
 	$(CC) $(CFLAGS) -shared -Wl,-z,defs -Wl,-z,now -o $@ $^ -ldl
 
 test/unit: $(UNIT_OBJ) inject/elf.o inject/maps.o cli/signames.o cli/proc.o \
-		payload/store.o payload/config.o inject/inject.o inject/ptrace.o \
+		payload/store.o payload/config.o inject/inject.o inject/borrow.o \
+		inject/remote.o inject/ptrace.o \
 		inject/arch/$(ARCH).o
 	$(CC) $(CFLAGS) -o $@ $^
 

@@ -156,14 +156,19 @@ static int build_config(struct cli_opts *o, const char *dir, char *buf, size_t l
 	return 0;
 }
 
-static int wait_collecting(struct cli_opts *o, struct cov_state *s, int starts)
+/* Until the payload answers: 0 collecting, -1 failed (s->error says
+ * why), -2 no answer in time, or the positive errno cov_start returned. */
+static int wait_collecting(struct cli_opts *o, struct cov_state *s, uint32_t calls)
 {
 	double deadline = cli_now() + o->timeout;
 
 	for (;;) {
-		if (cli_read_state(o->pid, s) == 0 && (int)s->starts >= starts &&
-		    s->phase != COV_STARTING)
-			return s->phase == COV_COLLECTING ? 0 : -1;
+		if (cli_read_state(o->pid, s) == 0 && s->start_calls != calls) {
+			if (s->start_error)
+				return s->start_error;
+			if (s->phase != COV_STARTING)
+				return s->phase == COV_COLLECTING ? 0 : -1;
+		}
 		if (cli_now() > deadline)
 			return -2;
 		usleep(2000);
@@ -171,7 +176,7 @@ static int wait_collecting(struct cli_opts *o, struct cov_state *s, int starts)
 }
 
 static int start_checks(struct cli_opts *o, struct proc_status *st, char *dir,
-			int *starts)
+			uint32_t *calls)
 {
 	struct cov_state s;
 	int major, minor, r;
@@ -184,14 +189,14 @@ static int start_checks(struct cli_opts *o, struct proc_status *st, char *dir,
 			"with kill -CONT %d first", st->state, (int)o->pid);
 		return EXIT_FAIL;
 	}
-	*starts = 0;
+	*calls = 0;
 	if (cli_read_state(o->pid, &s) == 0) {
 		if (active(&s)) {
 			cli_err(o->pid, "start", "covinject is already collecting in this "
 				"process (stop it with: covinject stop %d)", (int)o->pid);
 			return EXIT_FAIL;
 		}
-		*starts = s.starts;
+		*calls = s.start_calls;
 	}
 	if ((r = check_signal(o, "dump", o->dump_sig, st)) ||
 	    (r = check_signal(o, "stop", o->stop_sig, st)))
@@ -225,10 +230,11 @@ int cli_start(struct cli_opts *all, pid_t pid)
 	struct cov_state s;
 	char dir[PATH_MAX], payload[PATH_MAX], config[12000], hint[256], name[32];
 	sigset_t block, old;
-	int r, starts;
+	uint32_t calls;
+	int r;
 
 	o->pid = pid;
-	if ((r = start_checks(o, &st, dir, &starts)))
+	if ((r = start_checks(o, &st, dir, &calls)))
 		return r;
 	if (find_payload(payload, sizeof(payload))) {
 		cli_err(o->pid, "start", "covinject-payload.so not found next to the "
@@ -257,12 +263,17 @@ int cli_start(struct cli_opts *all, pid_t pid)
 	}
 	cli_debug(o, "thread %d was borrowed for %.3f ms%s", (int)stats.tid,
 		  stats.stopped_ns / 1e6, stats.loaded ? " (payload loaded)" : "");
-	r = wait_collecting(o, &s, starts + 1);
+	r = wait_collecting(o, &s, calls);
 	if (r == -2) {
 		cli_err(o->pid, "start", "the payload is loaded but did not start "
 			"collecting within %.0f s (the process may hold the GIL in "
 			"native code; check with: covinject status %d)", o->timeout,
 			(int)o->pid);
+		return EXIT_FAIL;
+	}
+	if (r > 0) {
+		cli_err(o->pid, "start", "the payload refused to start: %s (check with: "
+			"covinject status %d)", strerror(r), (int)o->pid);
 		return EXIT_FAIL;
 	}
 	if (r) {

@@ -1,8 +1,8 @@
 /*
  * arch.h - the short list of hooks a CPU architecture provides to the
- * injector.  Everything that knows register names lives in arch/<arch>.c;
- * the rest of inject/ treats register sets as opaque blobs of
- * ARCH_REGS_BYTES read and written with PTRACE_GETREGSET(NT_PRSTATUS).
+ * injector.  Everything that knows register names or the layout of a
+ * signal frame lives in arch/<arch>.c; the rest of inject/ treats register
+ * sets as opaque blobs read and written with PTRACE_GETREGSET(NT_PRSTATUS).
  */
 #ifndef COVINJECT_ARCH_H
 #define COVINJECT_ARCH_H
@@ -30,27 +30,6 @@ raddr_t arch_ip(const struct arch_regs *r);
 raddr_t arch_sp(const struct arch_regs *r);
 
 /*
- * Prepare r (a copy of the saved set) to call fn(args[0..nargs-1]) with
- * the stack top at sp (16-byte aligned, below the red zone) so that the
- * function returns to address 0, where it faults and the tracer sees a
- * SIGSEGV stop.  If the return address must live in memory, *ret_slot is
- * set to where a zero word must be written; otherwise it is set to 0.
- * The syscall-restart state is cleared, so the kernel does not "restart"
- * into the call when the thread was stopped inside a system call.
- */
-void arch_prepare_call(struct arch_regs *r, raddr_t fn, const uint64_t *args,
-		       int nargs, raddr_t sp, raddr_t *ret_slot);
-
-uint64_t arch_call_result(const struct arch_regs *r);
-
-/*
- * The system call the thread was stopped in, or -1: true when the stop
- * interrupted a syscall that the kernel will restart (or that returns
- * EINTR) once the registers are restored.
- */
-long arch_interrupted_syscall(const struct arch_regs *r);
-
-/*
  * How good a place to borrow a thread the syscall nr (as in
  * /proc/PID/task/TID/syscall) is: 0 not idle, higher is better.  A thread
  * parked in such a call holds no libc or loader lock and has released the
@@ -59,7 +38,61 @@ long arch_interrupted_syscall(const struct arch_regs *r);
  */
 int arch_idle_rank(long nr, uint64_t arg1);
 
+/*
+ * The system call the thread was stopped in, or -1: true when the stop
+ * interrupted a syscall that the kernel will restart (or that returns
+ * EINTR) once the registers are restored.
+ */
+long arch_interrupted_syscall(const struct arch_regs *r);
+
 /* Bytes below sp that the ABI lets leaf code use without moving sp. */
 #define ARCH_RED_ZONE 128
+
+/*
+ * Self-completing calls.  Every remote call returns into the C library's
+ * own sigreturn code (found by its bytes) with a signal frame we built on
+ * the thread's stack: if covinject dies at any instant, the thread still
+ * finishes the call and the kernel puts back its registers, vector state
+ * and signal mask, restarting an interrupted syscall as it would after a
+ * signal handler.  While we trace, we stop at that sigreturn's syscall
+ * entry and chain the next call instead.
+ */
+const unsigned char *arch_sigreturn_code(size_t *len);
+size_t arch_frame_bytes(void);
+#define ARCH_FRAME_ALIGN 16
+#define ARCH_FRAME_MISALIGN 8	/* frame address % ARCH_FRAME_ALIGN */
+#define ARCH_XSTATE_ALIGN 64
+
+/*
+ * Fill buf (arch_frame_bytes()) with a frame that, placed in the target at
+ * the address passed to arch_prepare_call as sp, returns to gadget and
+ * makes the kernel restore saved, sigmask, and the vector state stored at
+ * xstate_at (written by the caller from arch_fix_xstate's output).
+ */
+void arch_build_frame(unsigned char *buf, const struct arch_regs *saved,
+		      uint64_t sigmask, raddr_t gadget, raddr_t xstate_at,
+		      int have_xstate);
+
+/*
+ * Turn the ptrace xstate (as read) into the signal-frame format in place;
+ * buf has room for len + 64 bytes.  Returns the length to write, or 0 if
+ * the state cannot be used in a frame (then only legacy state is restored).
+ */
+size_t arch_fix_xstate(unsigned char *buf, size_t len);
+
+/*
+ * Prepare r (a copy of the saved set) to call fn(args[0..nargs-1]) with
+ * the frame at sp: the callee returns into the frame's return address.
+ * The syscall-restart state is cleared, so the kernel does not "restart"
+ * into the call when the thread was stopped inside (or entering) a syscall.
+ */
+void arch_prepare_call(struct arch_regs *r, raddr_t fn, const uint64_t *args,
+		       int nargs, raddr_t sp);
+
+/* Prepare r to go straight to the sigreturn (abandon the excursion). */
+void arch_prepare_sigreturn(struct arch_regs *r, raddr_t gadget, raddr_t sp);
+
+/* At a syscall-entry stop: is it our frame's sigreturn? */
+int arch_at_sigreturn(const struct arch_regs *r, raddr_t gadget);
 
 #endif

@@ -136,7 +136,39 @@ int elf_lookup_mem(const unsigned char *buf, size_t len, const char *sym,
 	return 0;
 }
 
-int elf_lookup_file(const char *path, const char *sym, struct elf_sym *out)
+int elf_find_code_mem(const unsigned char *buf, size_t len,
+		      const unsigned char *code, size_t clen, struct elf_sym *out)
+{
+	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)buf;
+
+	if (check_header(buf, len) || eh->e_phentsize != sizeof(Elf64_Phdr) ||
+	    eh->e_phoff % 8 || !clen)
+		return -ENOEXEC;
+	for (unsigned i = 0; i < eh->e_phnum; i++) {
+		uint64_t off = eh->e_phoff + (uint64_t)i * sizeof(Elf64_Phdr);
+		const Elf64_Phdr *ph;
+		const unsigned char *hit;
+
+		if (!in_range(len, off, sizeof(*ph)))
+			return -ENOEXEC;
+		ph = (const Elf64_Phdr *)(buf + off);
+		if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) ||
+		    !in_range(len, ph->p_offset, ph->p_filesz))
+			continue;
+		hit = memmem(buf + ph->p_offset, ph->p_filesz, code, clen);
+		if (hit) {
+			out->value = ph->p_vaddr + (uint64_t)(hit - buf - ph->p_offset);
+			out->load_vaddr = first_load(buf, len);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+/* Map path read-only and run fn on its bytes. */
+static int with_file(const char *path, int (*fn)(const unsigned char *, size_t,
+						 const void *, size_t, struct elf_sym *),
+		     const void *what, size_t wlen, struct elf_sym *out)
 {
 	struct stat st;
 	void *map;
@@ -155,11 +187,37 @@ int elf_lookup_file(const char *path, const char *sym, struct elf_sym *out)
 		return -ENOEXEC;
 	}
 	map = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	r = map == MAP_FAILED ? -errno : 0;
-	close(fd);
-	if (r)
+	if (map == MAP_FAILED) {
+		r = -errno;
+		close(fd);
 		return r;
-	r = elf_lookup_mem(map, st.st_size, sym, out);
+	}
+	close(fd);
+	r = fn(map, st.st_size, what, wlen, out);
 	munmap(map, st.st_size);
 	return r;
+}
+
+static int lookup_adapter(const unsigned char *buf, size_t len, const void *sym,
+			  size_t unused, struct elf_sym *out)
+{
+	(void)unused;
+	return elf_lookup_mem(buf, len, sym, out);
+}
+
+static int code_adapter(const unsigned char *buf, size_t len, const void *code,
+			size_t clen, struct elf_sym *out)
+{
+	return elf_find_code_mem(buf, len, code, clen, out);
+}
+
+int elf_lookup_file(const char *path, const char *sym, struct elf_sym *out)
+{
+	return with_file(path, lookup_adapter, sym, 0, out);
+}
+
+int elf_find_code_file(const char *path, const unsigned char *code, size_t clen,
+		       struct elf_sym *out)
+{
+	return with_file(path, code_adapter, code, clen, out);
 }

@@ -16,4 +16,11 @@ int elf_lookup_mem(const unsigned char *buf, size_t len, const char *sym,
 int elf_lookup_file(const char *path, const char *sym, struct elf_sym *out)
 	__attribute__((warn_unused_result));
 
+/* The first occurrence of code in an executable segment: value = its vaddr. */
+int elf_find_code_mem(const unsigned char *buf, size_t len,
+		      const unsigned char *code, size_t clen, struct elf_sym *out)
+	__attribute__((warn_unused_result));
+int elf_find_code_file(const char *path, const unsigned char *code, size_t clen,
+		       struct elf_sym *out) __attribute__((warn_unused_result));
+
 #endif

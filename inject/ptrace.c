@@ -18,9 +18,21 @@ static int ret(long r)
 	return r < 0 ? -errno : 0;
 }
 
+/* PTRACE_O_TRACESYSGOOD: syscall stops report SIGTRAP | 0x80. */
 int ptr_seize(pid_t tid)
 {
-	return ret(ptrace(PTRACE_SEIZE, tid, 0, 0));
+	return ret(ptrace(PTRACE_SEIZE, tid, 0, (void *)PTRACE_O_TRACESYSGOOD));
+}
+
+/* Resume until the next syscall entry or exit. */
+int ptr_syscall(pid_t tid)
+{
+	return ret(ptrace(PTRACE_SYSCALL, tid, 0, 0));
+}
+
+int ptr_is_syscall_stop(int status)
+{
+	return WIFSTOPPED(status) && WSTOPSIG(status) == (SIGTRAP | 0x80);
 }
 
 int ptr_interrupt(pid_t tid)

@@ -11,6 +11,8 @@
 WUR int ptr_seize(pid_t tid);
 WUR int ptr_interrupt(pid_t tid);
 WUR int ptr_cont(pid_t tid, int sig);
+WUR int ptr_syscall(pid_t tid);
+int ptr_is_syscall_stop(int status);
 int ptr_detach(pid_t tid);
 WUR int ptr_getregset(pid_t tid, unsigned note, void *buf, size_t *len);
 WUR int ptr_setregset(pid_t tid, unsigned note, const void *buf, size_t len);

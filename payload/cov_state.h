@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #define COV_STATE_MAGIC	0x31746e6a69766f63ULL	/* "covinjt1" */
-#define COV_STATE_ABI	2
+#define COV_STATE_ABI	3
 #define COV_PATH_MAX	4096
 #define COV_ERR_MAX	512
 
@@ -37,6 +37,8 @@ struct cov_state {
 	uint32_t seq;			/* odd while the payload writes */
 	uint32_t phase;			/* enum cov_phase */
 	uint32_t starts;		/* how many cov_start calls took effect */
+	uint32_t start_calls;		/* how many cov_start calls were made */
+	int32_t start_error;		/* errno of the last call, 0 if it took */
 	int32_t dump_sig, stop_sig;
 	int32_t py_hex;			/* PY_VERSION_HEX of the target */
 	int32_t tool_id;		/* sys.monitoring tool id, or -1 */

@@ -473,12 +473,27 @@ static void *payload_main(void *forked)
 	return NULL;
 }
 
+/* 0 or a positive errno.  Must not wait for anything: no GIL, no Python,
+ * just a copy and a pthread_create. */
+static int start(const char *config);
+
 /*
  * Called by the injector in a borrowed thread (all signals blocked by the
- * injector).  Returns 0 or a positive errno.  Must not wait for anything:
- * no GIL, no Python, just a copy and a pthread_create.
+ * injector).  The injector cannot read our return value (its calls return
+ * through a sigreturn), so the outcome goes to the status block too.
  */
 EXPORT int cov_start(const char *config)
+{
+	int rc = start(config);
+
+	cov_state_begin();
+	cov_state.start_calls++;
+	cov_state.start_error = rc;
+	cov_state_end();
+	return rc;
+}
+
+static int start(const char *config)
 {
 	pthread_attr_t attr;
 	pthread_t t;

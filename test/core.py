@@ -87,12 +87,12 @@ def t_busy_main(exe, tmp):
 
 def t_sleep_intact(exe, tmp):
     """time.sleep(3) in progress at attach still lasts 3 s and raises nothing."""
-    t = Target(exe, "sleeper.py", "3")
+    t = Target(exe, "killsafe.py", "3")
     time.sleep(0.3)
     cli_ok("start", "-o", tmp, t.pid)
     cli_ok("stop", t.pid)
     out, err = t.proc.communicate(timeout=10)
-    check(t.proc.returncode == 0, "sleeper exited %s: %s" % (t.proc.returncode, err))
+    check(t.proc.returncode == 0, "target exited %s: %s" % (t.proc.returncode, err))
     m = re.match(r"SLEPT ([\d.]+)", out)
     check(m, "sleep did not complete: %r %r" % (out, err))
     check(2.99 <= float(m.group(1)) < 3.5, "time.sleep(3) took %s s" % m.group(1))

@@ -1,0 +1,162 @@
+/*
+ * remote.c - calls made in a borrowed thread that complete by themselves.
+ *
+ * A plain remote call returns to a trap address and needs the tracer alive
+ * to put the thread back: kill the tracer mid-call and the thread faults.
+ * Ours return into the C library's own sigreturn code with a signal frame
+ * we built below the thread's stack pointer, so whatever happens to us the
+ * thread finishes the call and the kernel restores its registers, vector
+ * state and signal mask, restarting the syscall it was parked in exactly as
+ * after a signal handler.  While we trace, PTRACE_SYSCALL stops the thread
+ * at that sigreturn's syscall entry; we read nothing from the call's return
+ * value (the sigreturn code overwrites it) and learn what the call did from
+ * its effects instead.  To chain the next call we set orig_rax = -1 there,
+ * which skips the sigreturn, and point the registers at the next function.
+ * Detaching at that stop lets the sigreturn run: the thread is back.
+ *
+ * The thread's stack during an excursion (addresses grow upward):
+ *
+ *	          callee frames ...
+ *	frame ->  +---------------------------+  % 16 == 8: sp at every call
+ *	          | pretcode = sigreturn code |  the callee's return address
+ *	          | ucontext: saved registers,|
+ *	          |   signal mask, fpstate ---+--.
+ *	          | siginfo (unused)          |  |
+ *	          +---------------------------+  |
+ *	xstate -> | XSAVE area + MAGIC2       |<-'  64-byte aligned
+ *	strings ->| call arguments (paths...) |
+ *	          +---------------------------+
+ *	          | red zone (128 bytes)      |  untouched
+ *	saved sp ->
+ */
+#include <elf.h>
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include "internal.h"
+#include "ptrace.h"
+
+static unsigned char xbuf[XSTATE_BYTES + 64];
+
+int inject_write(pid_t pid, raddr_t addr, const void *buf, size_t len)
+{
+	struct iovec l = { (void *)buf, len }, r = { (void *)(uintptr_t)addr, len };
+	ssize_t n = process_vm_writev(pid, &l, 1, &r, 1, 0);
+
+	if (n < 0)
+		return -errno;
+	return (size_t)n == len ? 0 : -EFAULT;
+}
+
+int inject_exc_begin(struct excursion *x, pid_t pid, struct borrowed *b,
+		     raddr_t gadget, size_t strings_len, struct inject_err *err)
+{
+	unsigned char frame[1024];
+	raddr_t top = arch_sp(&b->regs) - ARCH_RED_ZONE, xs;
+	size_t xlen, fbytes = arch_frame_bytes();
+	int r, full;
+
+	memset(x, 0, sizeof(*x));
+	x->pid = pid;
+	x->b = b;
+	x->gadget = gadget;
+	x->strings_len = (strings_len + 63) & ~(size_t)63;
+	x->strings = (top - x->strings_len) & ~(raddr_t)63;
+	memcpy(xbuf, b->xstate, b->xstate_len);
+	xlen = arch_fix_xstate(xbuf, b->xstate_len);
+	full = xlen > 0;
+	if (!full)
+		xlen = b->xstate_len < 512 ? b->xstate_len : 512;
+	xs = (x->strings - xlen) & ~(raddr_t)(ARCH_XSTATE_ALIGN - 1);
+	x->frame = ((xs - fbytes - ARCH_FRAME_ALIGN) & ~(raddr_t)(ARCH_FRAME_ALIGN - 1)) +
+		   ARCH_FRAME_MISALIGN;
+	if (fbytes > sizeof(frame))
+		return inject_fail(err, -E2BIG, "signal frame too large");
+	arch_build_frame(frame, &b->regs, b->sigmask, gadget, xs, full);
+	if ((r = inject_write(pid, xs, xbuf, xlen)) ||
+	    (r = inject_write(pid, x->frame, frame, fbytes)))
+		return inject_fail(err, r, "write to the stack of thread %d: %s",
+				   (int)b->tid, strerror(-r));
+	return 0;
+}
+
+/* Resume until our sigreturn's syscall entry; 0, or -errno if the call
+ * faulted or the process went away. */
+static int run_to_sigreturn(struct excursion *x, const char *what,
+			    struct inject_err *err)
+{
+	pid_t tid = x->b->tid;
+	struct arch_regs r;
+	int status, q, sig;
+
+	for (;;) {
+		/* PTRACE_SYSCALL passes no signal: a stop request is dropped */
+		if ((q = ptr_syscall(tid)) || (q = ptr_wait(tid, &status)))
+			return inject_fail(err, q, "%s in %d: %s", what, (int)x->pid,
+					   strerror(-q));
+		if (!WIFSTOPPED(status))
+			return inject_fail(err, -ESRCH, "%s in %d: the process ended "
+					   "(status 0x%x)", what, (int)x->pid, status);
+		if (ptr_is_event_stop(status))
+			continue;
+		if (!ptr_is_syscall_stop(status)) {
+			sig = WSTOPSIG(status);
+			if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN ||
+			    sig == SIGTTOU)
+				continue;	/* a stop request: not now */
+			return inject_fail(err, -EFAULT, "%s in %d: stopped by signal "
+					   "%d", what, (int)x->pid, sig);
+		}
+		r.len = sizeof(r.u);
+		if ((q = ptr_getregset(tid, NT_PRSTATUS, r.u.bytes, &r.len)))
+			return inject_fail(err, q, "%s in %d: read registers: %s", what,
+					   (int)x->pid, strerror(-q));
+		if (arch_at_sigreturn(&r, x->gadget))
+			return 0;
+	}
+}
+
+int inject_exc_call(struct excursion *x, const char *what, raddr_t fn,
+		    const uint64_t *args, int nargs, struct inject_err *err)
+{
+	struct arch_regs r = x->b->regs;
+	int q;
+
+	arch_prepare_call(&r, fn, args, nargs, x->frame);
+	if ((q = ptr_setregset(x->b->tid, NT_PRSTATUS, r.u.bytes, r.len)))
+		return inject_fail(err, q, "%s in %d: set registers: %s", what,
+				   (int)x->pid, strerror(-q));
+	/* From here on the thread completes through the frame, with or
+	 * without us.  The frame holds the original mask for sigreturn. */
+	x->armed = 1;
+	if (!x->masked && (q = ptr_setsigmask(x->b->tid, ~0ULL)) == 0)
+		x->masked = 1;
+	if (q)
+		return inject_fail(err, q, "%s in %d: block signals: %s", what,
+				   (int)x->pid, strerror(-q));
+	return run_to_sigreturn(x, what, err);
+}
+
+/*
+ * Give the thread back.  Stopped at our sigreturn: detaching lets it run.
+ * Stopped anywhere else in a call (it faulted): send it to the sigreturn.
+ * Never armed: nothing of it was changed.
+ */
+void inject_exc_end(struct excursion *x)
+{
+	struct arch_regs r;
+
+	if (x->armed) {
+		r.len = sizeof(r.u);
+		if (ptr_getregset(x->b->tid, NT_PRSTATUS, r.u.bytes, &r.len) == 0 &&
+		    !arch_at_sigreturn(&r, x->gadget)) {
+			arch_prepare_sigreturn(&r, x->gadget, x->frame);
+			if (ptr_setregset(x->b->tid, NT_PRSTATUS, r.u.bytes, r.len)) {
+				/* the process is gone */
+			}
+		}
+	}
+	inject_release(x->b);
+}
