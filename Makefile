@@ -60,6 +60,11 @@ deps:
 test: all test/unit deps
 	$(PYTHON) test/run.py
 
+# make test, plus 200 kills of covinject on every interpreter and 1,000
+# start/dump/stop cycles under request load per interpreter (~10 minutes)
+test-long: all test/unit deps
+	COVINJECT_KILL_TRIALS=200 COVINJECT_LONG=1 $(PYTHON) test/run.py
+
 demo: all deps
 	$(PYTHON) examples/demo.py
 
@@ -71,5 +76,5 @@ install: all
 clean:
 	rm -rf covinject $(PAYLOAD) test/unit examples/out $(shell find . -name '*.[od]')
 
-.PHONY: all deps test demo install clean
+.PHONY: all deps test test-long demo install clean
 -include $(shell find . -name '*.d' 2>/dev/null)

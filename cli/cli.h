@@ -39,6 +39,7 @@ struct proc_status {
 	int ngroups;
 	uint64_t sigcgt, sigign;
 	int kthread;
+	uint64_t starttime;	/* field 22 of /proc/PID/stat: tells reused pids apart */
 };
 
 int cli_parse_signal(const char *s);
@@ -77,6 +78,8 @@ const char *cli_phase_name(uint32_t phase);
 int cli_check_process(pid_t pid, const char *cmd, struct proc_status *st);
 int cli_need_state(pid_t pid, const char *cmd, struct cov_state *s);
 int cli_lock(struct cli_opts *o, pid_t pid, const char *cmd);
+int cli_same_process(pid_t pid, const char *cmd, uint64_t starttime);
+int cli_stat_starttime(const char *stat, uint64_t *starttime);
 int cli_is_python(pid_t pid);
 
 void cli_err(pid_t pid, const char *cmd, const char *fmt, ...)

@@ -17,13 +17,15 @@
 #include <unistd.h>
 #include "cli.h"
 
-static int collecting_here(pid_t pid, const char *cmd, struct cov_state *s)
+static int collecting_here(pid_t pid, const char *cmd, struct cov_state *s,
+			   uint64_t *starttime)
 {
 	struct proc_status st;
 	int r;
 
 	if ((r = cli_check_process(pid, cmd, &st)) || (r = cli_need_state(pid, cmd, s)))
 		return r;
+	*starttime = st.starttime;
 	if (s->pid != pid) {
 		cli_err(pid, cmd, "covinject is not collecting in this process: it only "
 			"inherited the collector's memory from %d, forked before "
@@ -41,12 +43,14 @@ static int collecting_here(pid_t pid, const char *cmd, struct cov_state *s)
 }
 
 static int send_request(pid_t pid, const char *cmd, const struct cov_state *s,
-			char req)
+			char req, uint64_t starttime)
 {
 	char fn[64];
 	struct stat st;
 	int fd, ok;
 
+	if (cli_same_process(pid, cmd, starttime))
+		return EXIT_FAIL;
 	snprintf(fn, sizeof(fn), "/proc/%d/fd/%d", (int)pid, s->wake_fd);
 	fd = open(fn, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
@@ -101,13 +105,15 @@ static int stopped(const struct cov_state *s, uint32_t before)
 int cli_dump(struct cli_opts *o, pid_t pid)
 {
 	struct cov_state s;
+	uint64_t start;
 	uint32_t before;
 	int r;
 
-	if ((r = collecting_here(pid, "dump", &s)))
+	if ((r = collecting_here(pid, "dump", &s, &start)))
 		return r;
 	before = s.dumps + s.dump_errors;
-	if ((r = send_request(pid, "dump", &s, o->reset ? COV_REQ_RESET : COV_REQ_DUMP)) ||
+	if ((r = send_request(pid, "dump", &s, o->reset ? COV_REQ_RESET : COV_REQ_DUMP,
+			      start)) ||
 	    (r = await(o, pid, "dump", &s, dumped, before)))
 		return r;
 	if (s.error[0]) {
@@ -125,10 +131,11 @@ int cli_dump(struct cli_opts *o, pid_t pid)
 int cli_stop(struct cli_opts *o, pid_t pid)
 {
 	struct cov_state s;
+	uint64_t start;
 	int r;
 
-	if ((r = collecting_here(pid, "stop", &s)) ||
-	    (r = send_request(pid, "stop", &s, COV_REQ_STOP)) ||
+	if ((r = collecting_here(pid, "stop", &s, &start)) ||
+	    (r = send_request(pid, "stop", &s, COV_REQ_STOP, start)) ||
 	    (r = await(o, pid, "stop", &s, stopped, 0)))
 		return r;
 	if (s.error[0]) {

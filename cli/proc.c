@@ -116,12 +116,51 @@ int cli_proc_status(pid_t pid, struct proc_status *st)
 	buf[n] = 0;
 	if ((r = cli_proc_status_parse(buf, st)))
 		return r;
+	snprintf(fn, sizeof(fn), "/proc/%d/stat", (int)pid);
+	if ((fd = open(fn, O_RDONLY | O_CLOEXEC)) >= 0) {
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		buf[n > 0 ? n : 0] = 0;
+		if (cli_stat_starttime(buf, &st->starttime))
+			st->starttime = 0;
+	}
 	/* Kernel threads have no address space: an empty maps file. */
 	snprintf(fn, sizeof(fn), "/proc/%d/maps", (int)pid);
 	if ((fd = open(fn, O_RDONLY | O_CLOEXEC)) >= 0) {
 		st->kthread = st->kthread || read(fd, buf, 1) == 0;
 		close(fd);
 	}
+	return 0;
+}
+
+/* "pid (comm) S ppid ...": comm may hold spaces and parentheses. */
+int cli_stat_ppid(const char *stat, pid_t *ppid)
+{
+	const char *rp = strrchr(stat, ')');
+	char state;
+	int pp;
+
+	if (!rp || sscanf(rp + 1, " %c %d", &state, &pp) != 2)
+		return -1;
+	*ppid = pp;
+	return 0;
+}
+
+/* Field 22, starttime, counted from the state field (3) after ')'. */
+int cli_stat_starttime(const char *stat, uint64_t *starttime)
+{
+	const char *p = strrchr(stat, ')');
+	unsigned long long v;
+	int field = 2;
+
+	if (!p)
+		return -1;
+	for (p++; *p && field < 22; p++)
+		if (*p == ' ' && p[1] != ' ')
+			field++;
+	if (field != 22 || sscanf(p, "%llu", &v) != 1)
+		return -1;
+	*starttime = v;
 	return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "cli.h"
 #include "../inject/inject.h"
@@ -23,6 +24,21 @@ static void log_line(void *arg, const char *line)
 static int active(const struct cov_state *s)
 {
 	return s->phase == COV_STARTING || s->phase == COV_COLLECTING;
+}
+
+/* The last component of path, trailing slashes aside, is a symlink. */
+static int is_symlink(const char *path)
+{
+	char p[PATH_MAX];
+	struct stat st;
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(p))
+		return 0;
+	memcpy(p, path, n + 1);
+	while (n > 1 && p[n - 1] == '/')
+		p[--n] = 0;
+	return lstat(p, &st) == 0 && S_ISLNK(st.st_mode);
 }
 
 static int check_python(pid_t pid, const char *cmd, const char *name,
@@ -206,6 +222,12 @@ static int start_checks(struct cli_opts *o, struct proc_status *st, char *dir,
 			o->out_dir, strerror(errno));
 		return EXIT_FAIL;
 	}
+	if (is_symlink(o->out_dir)) {
+		cli_err(o->pid, "start", "output directory %s is a symbolic link to %s "
+			"(give the directory itself: a link can be changed to point "
+			"elsewhere while the process writes)", o->out_dir, dir);
+		return EXIT_FAIL;
+	}
 	if (!cli_dir_writable_by(dir, st)) {
 		cli_err(o->pid, "start", "output directory %s is not writable by the "
 			"process (uid %u): choose another with -o or change its "
@@ -242,6 +264,8 @@ int cli_start(struct cli_opts *all, pid_t pid)
 		return EXIT_FAIL;
 	}
 	if (build_config(o, dir, config, sizeof(config)))
+		return EXIT_FAIL;
+	if (cli_same_process(o->pid, "start", st.starttime))
 		return EXIT_FAIL;
 	cli_debug(o, "payload %s", payload);
 	/* Ctrl-C must not kill us while a thread of the target is borrowed. */

@@ -14,19 +14,6 @@
 
 #define MAX_TREE 4096
 
-/* "pid (comm) S ppid ...": comm may hold spaces and parentheses. */
-int cli_stat_ppid(const char *stat, pid_t *ppid)
-{
-	const char *rp = strrchr(stat, ')');
-	char state;
-	int pp;
-
-	if (!rp || sscanf(rp + 1, " %c %d", &state, &pp) != 2)
-		return -1;
-	*ppid = pp;
-	return 0;
-}
-
 static pid_t parent_of(pid_t pid)
 {
 	char fn[64], buf[1024];

@@ -74,12 +74,12 @@ int cli_check_process(pid_t pid, const char *cmd, struct proc_status *st)
 			"does the process still exist?)", (int)pid, strerror(-r));
 		return EXIT_FAIL;
 	}
-	if (st->kthread) {
-		cli_err(pid, cmd, "%s is a kernel thread, not a Python process", st->name);
-		return EXIT_FAIL;
-	}
 	if (st->state == 'Z' || st->state == 'X') {
 		cli_err(pid, cmd, "the process has exited (zombie %s)", st->name);
+		return EXIT_FAIL;
+	}
+	if (st->kthread) {
+		cli_err(pid, cmd, "%s is a kernel thread, not a Python process", st->name);
 		return EXIT_FAIL;
 	}
 	return EXIT_OK;
@@ -134,4 +134,21 @@ int cli_lock(struct cli_opts *o, pid_t pid, const char *cmd)
 		usleep(5000);
 	}
 	return fd;
+}
+
+/*
+ * The pid still names the process we checked: a pid freed and reused by a
+ * new process in between has another start time.  0, or EXIT_FAIL with a
+ * message.
+ */
+int cli_same_process(pid_t pid, const char *cmd, uint64_t starttime)
+{
+	struct proc_status now;
+
+	if (cli_proc_status(pid, &now) || now.starttime != starttime) {
+		cli_err(pid, cmd, "the process ended (its pid may have been reused by "
+			"another process): nothing was done");
+		return EXIT_FAIL;
+	}
+	return 0;
 }

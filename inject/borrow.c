@@ -8,6 +8,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,7 +166,8 @@ static int find_thread(pid_t pid, struct borrowed *b, struct inject_err *err)
 			b->tid = c[i].tid;
 			if ((r = stop_thread(b, err))) {
 				inject_release(b);
-				if (r == -EPERM || r == -ESRCH)
+				/* a thread that just ended is no reason to fail */
+				if (r == -EPERM || (r == -ESRCH && kill(pid, 0)))
 					return r;
 				err->msg[0] = 0;
 				continue;

@@ -338,7 +338,56 @@ def refusal_tests(exe, tmp):
               "second stop: %d %r" % (r.returncode, r.stderr))
         check(t.alive(), "target died")
 
+    @add("kernel thread")
+    def _():
+        refusal(["start", "-o", tmp, 2], 1, r"^covinject: start 2: kthreadd is a kernel thread")
+
+    @add("covinject itself")
+    def _():
+        r = subprocess.run(["sh", "-c", 'exec "$0" start -o "$1" $$', COVINJECT, tmp],
+                           capture_output=True, text=True)
+        check(r.returncode == 1 and re.match(r"^covinject: start \d+: that is covinject itself",
+                                             r.stderr), "got %d %r" % (r.returncode, r.stderr))
+
+    @add("stopped process")
+    def _():
+        t = Target(exe, "idle.py")
+        os.kill(t.pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: open("/proc/%d/stat" % t.pid).read().split(")")[1].split()[0] == "T",
+                     "the target to stop")
+            refusal(["start", "-o", tmp, t.pid], 1,
+                    r"^covinject: start %d: the process is stopped \(state T\): resume it with "
+                    r"kill -CONT %d" % (t.pid, t.pid), t)
+        finally:
+            os.kill(t.pid, signal.SIGCONT)
+
+    @add("zombie")
+    def _():
+        p = subprocess.Popen([exe, "-c", "pass"])
+        wait_for(lambda: open("/proc/%d/stat" % p.pid).read().split(")")[1].split()[0] == "Z",
+                 "a zombie")
+        try:
+            refusal(["start", "-o", tmp, p.pid], 1,
+                    r"^covinject: start %d: the process has exited \(zombie" % p.pid)
+        finally:
+            p.wait()
+
+    @add("output directory is a symlink")
+    def _():
+        t = Target(exe, "idle.py")
+        real = tempfile.mkdtemp(dir=tmp)
+        link = os.path.join(tmp, "link")
+        os.symlink(real, link)
+        refusal(["start", "-o", link, t.pid], 1,
+                r"^covinject: start %d: output directory .*/link is a symbolic link to .*give "
+                r"the directory itself" % t.pid, t)
+
     usage = [
+        (["start", "--interval", "abc", "123"], "--interval 'abc'"),
+        (["start", "--interval", "-5", "123"], "--interval '-5'"),
+        (["start", "--reset", "123"], "option '--reset' belongs to dump"),
+        (["status", "--chain", "123"], "option '--chain' belongs to start"),
         ([], "missing command"),
         (["frobnicate", "1"], "unknown command 'frobnicate'"),
         (["start"], "missing PID"),

@@ -1,12 +1,19 @@
 """End-to-end tests that covinject never harms its target: killed at any
 instant of an attach, the target runs on correctly."""
+import glob
 import os
 import random
 import re
+import signal
+import stat
 import subprocess
+import threading
 import time
 
-from lib import COVINJECT, Target, check, get
+import coverage
+
+from lib import (COVINJECT, Skip, Target, check, cli, cli_ok, get, measured, tagged,
+                 wait_for)
 
 SLEEP = 0.4
 
@@ -86,3 +93,183 @@ def t_leftover_memfd(exe, tmp):
 
 E2E = [t_leftover_memfd]
 SYSTEM_EXE = [t_kill_anywhere]
+
+
+def t_dump_storm(exe, tmp):
+    """10,000 dump signals in a burst: the target stays healthy and keeps
+    serving, the collector coalesces them, and the data file is a valid
+    database every time it is read meanwhile."""
+    t = Target(exe, "http_server.py")
+    port = int(t.ready[1])
+    out = cli_ok("start", "-o", tmp, t.pid)
+    path = re.search(r"data file: (\S+)", out).group(1)
+    get(port, "/a")
+    cli_ok("dump", t.pid)
+    reads = []
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            d = coverage.CoverageData(path)
+            d.read()
+            reads.append(len(d.measured_files()))
+    th = threading.Thread(target=reader)
+    th.start()
+    try:
+        for _ in range(10000):
+            os.kill(t.pid, signal.SIGUSR1)
+    finally:
+        stop.set()
+        th.join()
+    check(get(port, "/b") == "be", "not serving after the storm")
+    check(reads and min(reads) >= 1, "a read found no data: %s" % reads[:5])
+    st = cli_ok("status", t.pid)
+    n = int(re.search(r"snapshots: (\d+) written", st).group(1))
+    check(1 < n < 10000, "%d snapshots for 10,000 signals: not coalesced" % n)
+    cli_ok("stop", t.pid)
+    check(t.alive(), "target died")
+
+
+def t_planted_symlink(exe, tmp):
+    """A symlink planted at the data file's name is replaced, not followed."""
+    t = Target(exe, "busy.py")
+    out = cli_ok("start", "-o", tmp, t.pid)
+    path = re.search(r"data file: (\S+)", out).group(1)
+    victim = os.path.join(tmp, "victim")
+    with open(victim, "w") as f:
+        f.write("precious")
+    os.symlink(victim, path)
+    check(cli_ok("dump", t.pid).strip() == path, "dump went elsewhere")
+    with open(victim) as f:
+        check(f.read() == "precious", "the symlink's target was overwritten")
+    check(not os.path.islink(path) and measured(path, "busy.py"), "data file not replaced")
+    check(stat.S_IMODE(os.stat(path).st_mode) == 0o644, "data file mode %o" % os.stat(path).st_mode)
+    cli_ok("stop", t.pid)
+
+
+def t_target_dies_during_attach(exe, tmp):
+    """The target killed at random instants of an attach: covinject says so,
+    exits 1, and leaves no process stopped."""
+    rng = random.Random(7)
+    for i in range(10):
+        t = Target(exe, "killsafe.py", "30")
+        c = subprocess.Popen([COVINJECT, "start", "-o", tmp, str(t.pid)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(rng.uniform(0, 0.012))
+        t.proc.kill()
+        out, err = c.communicate(timeout=20)
+        t.proc.wait()
+        check(c.returncode in (0, 1), "trial %d: exit %d" % (i, c.returncode))
+        if c.returncode:
+            check(re.match(r"^covinject: start %d: " % t.pid, err) and err.count("\n") == 1,
+                  "trial %d: message %r" % (i, err))
+        Target.live.remove(t)
+
+
+def t_fork_during_attach(exe, tmp):
+    """A target forking every few milliseconds while covinject attaches:
+    start works, the children run and exit normally."""
+    t = Target(exe, "forkloop.py")
+
+    def count():
+        t.send("count")
+        return int(t.proc.stdout.readline())
+    wait_for(lambda: count() > 0, "the target to fork")
+    cli_ok("start", "-o", tmp, t.pid)
+    n = count()
+    wait_for(lambda: count() > n + 5, "children forked while collecting")
+    cli_ok("stop", t.pid)
+    n = count()
+    wait_for(lambda: count() > n + 5, "children forked after stop")
+
+
+def t_disk_full_and_read_only(exe, tmp):
+    """A full disk, then a read-only one: each snapshot fails with a clear
+    message, leaves no temporary file, keeps the data, and the next one
+    succeeds once the cause is gone."""
+    out = os.path.join(tmp, "small")
+    os.mkdir(out)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "covinject-test", out],
+                      capture_output=True).returncode:
+        raise Skip("cannot mount a tmpfs here (needs CAP_SYS_ADMIN)")
+    try:
+        t = Target(exe, "busy.py")
+        cli_ok("start", "-o", out, t.pid)
+        filler = os.path.join(out, "filler")
+        subprocess.run(["dd", "if=/dev/zero", "of=" + filler, "bs=4k", "count=1000"],
+                       capture_output=True)
+        r = cli("dump", t.pid)
+        check(r.returncode == 1 and re.search(r"No space left on device|disk is full", r.stderr),
+              "full disk: %d %r" % (r.returncode, r.stderr))
+        check(os.listdir(out) == ["filler"], "left behind: %s" % os.listdir(out))
+        os.unlink(filler)
+        path = cli_ok("dump", t.pid).strip()
+        subprocess.run(["mount", "-o", "remount,ro", out], check=True)
+        r = cli("dump", t.pid)
+        check(r.returncode == 1 and "Read-only file system" in r.stderr,
+              "read-only: %d %r" % (r.returncode, r.stderr))
+        subprocess.run(["mount", "-o", "remount,rw", out], check=True)
+        check(tagged("busy.py", "w") <= measured(cli_ok("dump", t.pid).strip(), "busy.py"),
+              "data lost")
+        check(os.listdir(out) == [os.path.basename(path)], "files: %s" % os.listdir(out))
+        cli_ok("stop", t.pid)
+        t.kill()
+    finally:
+        Target.kill_all()
+        subprocess.run(["umount", out], capture_output=True)
+
+
+def t_load_cycles(exe, tmp):
+    """(make test-long) start/dump/stop cycles against a threaded server
+    under constant request load: no failed request, no crash, no growth of
+    threads, descriptors or memory beyond the data itself."""
+    cycles = int(os.environ.get("COVINJECT_LOAD_CYCLES", "1000"))
+    t = Target(exe, "http_server.py")
+    port = int(t.ready[1])
+    stop, counts = threading.Event(), {"ok": 0, "failed": 0}
+
+    def client():
+        while not stop.is_set():
+            try:
+                counts["ok" if get(port, "/a") == "a2" else "failed"] += 1
+            except OSError:
+                counts["failed"] += 1
+
+    def figures():
+        with open("/proc/%d/status" % t.pid) as f:
+            st = dict(line.split(":", 1) for line in f)
+        return (int(st["Threads"]), len(os.listdir("/proc/%d/fd" % t.pid)),
+                int(st["VmRSS"].split()[0]))
+    clients = [threading.Thread(target=client) for _ in range(2)]
+    for c in clients:
+        c.start()
+    try:
+        cli_ok("start", "--interval", "0", "-o", tmp, t.pid)  # first load, then measure
+        cli_ok("stop", t.pid)
+        before = figures()
+        t0 = time.monotonic()
+        for i in range(cycles):
+            cli_ok("start", "--interval", "0", "-o", tmp, t.pid)
+            cli_ok("dump", t.pid)
+            cli_ok("stop", t.pid)
+            for f in glob.glob(os.path.join(tmp, ".coverage.*")):
+                os.unlink(f)
+        took = time.monotonic() - t0
+        after = figures()
+    finally:
+        stop.set()
+        for c in clients:
+            c.join()
+    print("    load: %d cycles in %.1f s, %d requests ok, %d failed; threads %d -> %d, "
+          "fds %d -> %d, RSS %d -> %d kB" % ((cycles, took, counts["ok"], counts["failed"]) +
+                                            (before[0], after[0], before[1], after[1],
+                                             before[2], after[2])), flush=True)
+    check(counts["failed"] == 0 and counts["ok"] > 0, "requests: %s" % counts)
+    check(after[0] <= before[0] and after[1] <= before[1], "threads or fds grew")
+    check(after[2] - before[2] < 4096, "RSS grew by %d kB" % (after[2] - before[2]))
+    check(t.alive(), "target died")
+
+
+E2E += [t_dump_storm, t_planted_symlink, t_fork_during_attach]
+SYSTEM_EXE += [t_target_dies_during_attach, t_disk_full_and_read_only]
+LONG = [t_load_cycles]
