@@ -4,6 +4,7 @@ a server already uses, and two covinject commands at once."""
 import glob
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -247,6 +248,55 @@ def t_gunicorn(tmp):
         g.wait(timeout=30)
 
 
+def t_uwsgi(tmp):
+    """uWSGI (Debian's uwsgi-plugin-python3): refused without
+    --enable-threads (it never releases the GIL then); with it, a master and
+    2 workers attached with --tree, requests recorded, all serving after stop."""
+    exe = shutil.which("uwsgi_python3")
+    if not exe:
+        raise Skip("uwsgi_python3 not installed (apt-get install uwsgi-core "
+                   "uwsgi-plugin-python3)")
+    for threads in (False, True):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        pidfile = os.path.join(tmp, "uwsgi.pid")
+        args = [exe, "--http-socket", "127.0.0.1:%d" % port, "--master", "--processes", "2",
+                "--wsgi-file", os.path.join(TARGETS, "wsgiapp.py"), "--pidfile", pidfile,
+                "--disable-logging", "--logto", os.path.join(tmp, "uwsgi.log")]
+        u = subprocess.Popen(args + (["--enable-threads"] if threads else []),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = "http://127.0.0.1:%d/x" % port
+            wait_for(lambda: _try(lambda: urllib.request.urlopen(url, timeout=5).read()),
+                     "uWSGI to serve", timeout=30, interval=0.2)
+            master = int(open(pidfile).read())
+            if not threads:
+                r = cli("start", "--tree", "-o", tmp, master)
+                check(r.returncode == 1 and "--enable-threads" in r.stderr,
+                      "no refusal without --enable-threads: %r" % r.stderr)
+                check(not any("covinject" in open("/proc/%d/maps" % p).read()
+                              for p in [master] + children(master)), "payload loaded")
+                continue
+            out = cli_ok("start", "--tree", "--dump-signal", "RTMIN+3", "--stop-signal",
+                         "RTMIN+4", "-o", tmp, master)
+            check(out.count("collecting in") == 3, "start --tree: %r" % out)
+            for _ in range(10):
+                check(urllib.request.urlopen(url, timeout=5).read() == b"hello /x", "bad answer")
+            cli_ok("dump", "--tree", master)
+            v = tagged("wsgiapp.py", "v")
+            check(any(v <= measured(p, "wsgiapp.py") for p in files_of(tmp)), "no view lines")
+            cli_ok("stop", "--tree", master)
+            check(urllib.request.urlopen(url, timeout=5).read() == b"hello /x", "not serving")
+        finally:
+            for kid in children(u.pid):
+                os.kill(kid, signal.SIGKILL)
+            u.kill()
+            u.wait()
+            for p in files_of(tmp):
+                os.unlink(p)
+
+
 def _try(fn):
     try:
         return fn()
@@ -267,4 +317,4 @@ def children(pid):
 
 
 E2E = [t_prefork, t_mp_pool, t_exit_snapshot, t_reset_and_interval, t_chain, t_concurrent]
-SYSTEM = [("gunicorn and flask [system]", t_gunicorn)]
+SYSTEM = [("gunicorn and flask [system]", t_gunicorn), ("uwsgi [system]", t_uwsgi)]

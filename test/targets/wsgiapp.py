@@ -1,0 +1,5 @@
+# A WSGI application for the uWSGI test.  Lines tagged "# @v" serve requests.
+def application(environ, start_response):
+    body = ("hello %s" % environ["PATH_INFO"]).encode()  # @v
+    start_response("200 OK", [("Content-Type", "text/plain")])  # @v
+    return [body]  # @v
