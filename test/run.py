@@ -20,7 +20,6 @@ import time
 import traceback
 
 import core
-import parity
 import safety
 import servers
 from lib import ROOT, Failure, Skip, Target, discover
@@ -85,7 +84,7 @@ def main():
     print("interpreters: %s" % ", ".join("%s (%d.%d)" % (l, v[0], v[1]) for l, _, v in found),
           flush=True)
     for label, exe, _ in found:
-        for fn in core.E2E + servers.E2E + safety.E2E + parity.E2E:
+        for fn in core.E2E + servers.E2E + safety.E2E:
             res.run("%s [%s]" % (fn.__name__[2:], label), fn, exe)
     res.run("install", core.t_install)
     res.run("help and version", core.t_help)
