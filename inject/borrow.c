@@ -132,7 +132,7 @@ static int in_interpreter(pid_t pid, raddr_t ip)
 	snprintf(fn, sizeof(fn), "/proc/%d/maps", (int)pid);
 	if (!(f = fopen(fn, "re")))
 		return 0;
-	while (!yes && fgets(line, sizeof(line), f))
+	while (!yes && maps_next_line(f, line, sizeof(line)))
 		yes = !maps_parse_line(line, &e) && e.perms[2] == 'x' &&
 		      ip >= e.start && ip < e.end && maps_is_python(e.path);
 	fclose(f);

@@ -64,6 +64,25 @@ int maps_is_python(const char *path)
 	return path[0] == '/' && (!strncmp(b, "libpython3", 10) || !strncmp(b, "python3", 7));
 }
 
+/*
+ * The next whole line of f into line, or 0 at the end.  A line longer than
+ * the buffer (a path may hold any byte but a newline, which the kernel
+ * escapes) is skipped whole: fgets would return its tail as a line of its
+ * own, and a path chosen by the target could then pose as a mapping.
+ */
+int maps_next_line(FILE *f, char *line, int len)
+{
+	while (fgets(line, len, f)) {
+		int c;
+
+		if (strchr(line, '\n') || (c = getc(f)) == EOF || c == '\n')
+			return 1;
+		while ((c = getc(f)) != EOF && c != '\n')
+			;
+	}
+	return 0;
+}
+
 int maps_find(pid_t pid, maps_match_fn match, struct lib_map *out)
 {
 	char fn[64], line[MAPS_PATH_MAX + 128];
@@ -75,7 +94,7 @@ int maps_find(pid_t pid, maps_match_fn match, struct lib_map *out)
 	f = fopen(fn, "re");
 	if (!f)
 		return -errno;
-	while (fgets(line, sizeof(line), f)) {
+	while (maps_next_line(f, line, sizeof(line))) {
 		if (maps_parse_line(line, &e) || !e.path[0] || !match(e.path))
 			continue;
 		if (!found) {

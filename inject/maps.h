@@ -3,6 +3,7 @@
 #define COVINJECT_MAPS_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #define MAPS_PATH_MAX 512
@@ -30,6 +31,10 @@ int maps_parse_line(const char *line, struct map_entry *e)
 /* The first file whose path matches: 0, -ENOENT, or -errno from /proc. */
 int maps_find(pid_t pid, maps_match_fn match, struct lib_map *out)
 	__attribute__((warn_unused_result));
+
+/* The next whole line of a maps file, or 0 at its end; longer lines are
+ * skipped, never split (a path could otherwise pose as a mapping). */
+int maps_next_line(FILE *f, char *line, int len);
 
 /* Path predicates, on the basename (or the memfd name). */
 int maps_is_libc(const char *path);

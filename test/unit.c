@@ -190,6 +190,20 @@ static int lookup_prefix(const unsigned char *buf, size_t len, const char *sym,
 	return r;
 }
 
+/*
+ * AddressSanitizer interposes dlopen (asan_interceptors.cpp): under it dlsym
+ * finds the wrapper, not libc's dlopen, so only that address is not compared.
+ * gcc says __SANITIZE_ADDRESS__, clang before 17 only __has_feature.
+ */
+#ifndef __has_feature
+#define __has_feature(x) 0
+#endif
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+#define ASAN_INTERPOSES(sym) (strcmp((sym), "dlopen") == 0)
+#else
+#define ASAN_INTERPOSES(sym) 0
+#endif
+
 static void test_elf(void)
 {
 	static const char *const syms[] = { "close", "memfd_create", "dlopen" };
@@ -214,7 +228,7 @@ static void test_elf(void)
 		r = elf_lookup_file(libc, syms[i], &s);
 		snprintf(name, sizeof(name), "elf_file_%s", syms[i]);
 		check(name, r == 0, "%s in %s: %d", syms[i], libc, r);
-		if (r)
+		if (r || ASAN_INTERPOSES(syms[i]))
 			continue;
 		got = start - s.load_vaddr + s.value;
 		snprintf(name, sizeof(name), "elf_addr_%s", syms[i]);
