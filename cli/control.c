@@ -91,6 +91,16 @@ static int await(struct cli_opts *o, pid_t pid, const char *cmd, struct cov_stat
 	}
 }
 
+/* The snapshot's path; with --tree, after the pid it belongs to. */
+static int print_file(const struct cli_opts *o, pid_t pid, const struct cov_state *s)
+{
+	if (o->tree)
+		printf("%d: %s\n", (int)pid, s->last_file);
+	else
+		printf("%s\n", s->last_file);
+	return EXIT_OK;
+}
+
 static int dumped(const struct cov_state *s, uint32_t before)
 {
 	return s->dumps + s->dump_errors != before;
@@ -121,11 +131,7 @@ int cli_dump(struct cli_opts *o, pid_t pid)
 			"fix the cause and dump again)", s.error);
 		return EXIT_FAIL;
 	}
-	if (o->tree)
-		printf("%d: %s\n", (int)pid, s.last_file);
-	else
-		printf("%s\n", s.last_file);
-	return EXIT_OK;
+	return print_file(o, pid, &s);
 }
 
 int cli_stop(struct cli_opts *o, pid_t pid)
@@ -143,11 +149,7 @@ int cli_stop(struct cli_opts *o, pid_t pid)
 			s.error);
 		return EXIT_FAIL;
 	}
-	if (o->tree)
-		printf("%d: %s\n", (int)pid, s.last_file);
-	else
-		printf("%s\n", s.last_file);
-	return EXIT_OK;
+	return print_file(o, pid, &s);
 }
 
 static void print_status(pid_t pid, const struct cov_state *s)
