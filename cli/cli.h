@@ -18,6 +18,10 @@ struct cli_opts {
 	const char *out_dir;
 	const char *sources[64];
 	int nsources;
+	const char *includes[64], *omits[64];	/* coverage.py file patterns */
+	int nincludes, nomits;
+	int no_import_lines;	/* no "import" context */
+	int branch;		/* record arcs (3.12+) */
 	int dump_sig, stop_sig;
 	double timeout;
 	double interval;	/* periodic snapshots, seconds; 0 off */

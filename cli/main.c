@@ -28,9 +28,18 @@ static const char start_help[] =
 	"usage: covinject start [OPTIONS] PID\n"
 	"\n"
 	"  -o, --output DIR       where snapshots go (default: the current directory)\n"
-	"      --source DIR       measure only files under DIR (repeatable; default:\n"
-	"                         everything but the standard library and installed\n"
-	"                         packages)\n"
+	"      --source DIR|PKG   measure only files under DIR, or of the package PKG\n"
+	"                         as the process would import it (repeatable;\n"
+	"                         default: everything but the standard library and\n"
+	"                         installed packages)\n"
+	"      --include PATTERN  measure only files matching PATTERN (coverage.py\n"
+	"                         file patterns; repeatable or comma-separated;\n"
+	"                         ignored with --source)\n"
+	"      --omit PATTERN     never measure files matching PATTERN (repeatable\n"
+	"                         or comma-separated)\n"
+	"      --no-import-lines  do not record, in the context \"import\", the lines\n"
+	"                         that importing already loaded modules ran\n"
+	"      --branch           record branches too (arcs; Python 3.12 and later)\n"
 	"      --dump-signal SIG  signal that writes a snapshot (default USR1)\n"
 	"      --stop-signal SIG  signal that stops collecting (default USR2)\n"
 	"      --interval SECONDS snapshot periodically when new lines ran (default\n"
@@ -101,6 +110,17 @@ static int signal_opt(const char *cmd, const char *arg, int *out)
 	return 0;
 }
 
+static int pattern_opt(const char *cmd, const char *opt, const char *arg,
+		       const char **list, int *n)
+{
+	if (!*arg)
+		return usage_error(cmd, "%s needs a pattern", opt);
+	if (*n >= 64)
+		return usage_error(cmd, "too many %s options", opt);
+	list[(*n)++] = arg;
+	return 0;
+}
+
 static const char *opt_name(const struct option *all, int opt)
 {
 	static char buf[48];
@@ -116,14 +136,16 @@ static const char *opt_name(const struct option *all, int opt)
 }
 
 enum { OPT_SOURCE = 256, OPT_DUMP_SIG, OPT_STOP_SIG, OPT_TIMEOUT, OPT_TREE,
-       OPT_RESET, OPT_CHAIN, OPT_INTERVAL };
+       OPT_RESET, OPT_CHAIN, OPT_INTERVAL, OPT_INCLUDE, OPT_OMIT, OPT_NO_IMPORT,
+       OPT_BRANCH };
 
 /* Which command may take an option: every one, or the one named. */
 static const char *owner(int opt)
 {
 	switch (opt) {
 	case 'o': case OPT_SOURCE: case OPT_DUMP_SIG: case OPT_STOP_SIG:
-	case OPT_CHAIN: case OPT_INTERVAL:
+	case OPT_CHAIN: case OPT_INTERVAL: case OPT_INCLUDE: case OPT_OMIT:
+	case OPT_NO_IMPORT: case OPT_BRANCH:
 		return "start";
 	case OPT_RESET:
 		return "dump";
@@ -143,6 +165,10 @@ static int parse(const struct cli_command *c, int argc, char **argv, struct cli_
 		{ "reset", no_argument, 0, OPT_RESET },
 		{ "chain", no_argument, 0, OPT_CHAIN },
 		{ "interval", required_argument, 0, OPT_INTERVAL },
+		{ "include", required_argument, 0, OPT_INCLUDE },
+		{ "omit", required_argument, 0, OPT_OMIT },
+		{ "no-import-lines", no_argument, 0, OPT_NO_IMPORT },
+		{ "branch", no_argument, 0, OPT_BRANCH },
 		{ "verbose", no_argument, 0, 'v' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 }
@@ -165,6 +191,21 @@ static int parse(const struct cli_command *c, int argc, char **argv, struct cli_
 			if (o->nsources >= 64)
 				return usage_error(c->name, "too many --source options");
 			o->sources[o->nsources++] = optarg;
+			break;
+		case OPT_INCLUDE:
+			if ((r = pattern_opt(c->name, "--include", optarg, o->includes,
+					     &o->nincludes)))
+				return r;
+			break;
+		case OPT_OMIT:
+			if ((r = pattern_opt(c->name, "--omit", optarg, o->omits, &o->nomits)))
+				return r;
+			break;
+		case OPT_NO_IMPORT:
+			o->no_import_lines = 1;
+			break;
+		case OPT_BRANCH:
+			o->branch = 1;
 			break;
 		case OPT_DUMP_SIG:
 			if ((r = signal_opt(c->name, optarg, &o->dump_sig)))

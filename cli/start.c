@@ -3,6 +3,7 @@
  * payload (inject/) and wait until the payload says it is collecting.
  * Every refusal happens before the target is touched and changes nothing.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "cli.h"
@@ -177,29 +179,135 @@ static int find_payload(char *out, size_t len)
 	return -1;
 }
 
+/*
+ * A --source: an existing directory (made absolute, symlinks resolved), or
+ * else the name of a package the target can import (resolved in the target
+ * by the payload, payload/modules.c) -- coverage.py's rule (inorout.py).
+ */
+static int source_line(struct cli_opts *o, const char *src, char *buf, size_t len)
+{
+	char real[PATH_MAX];
+	struct stat st;
+	const char *c;
+
+	if (stat(src, &st) == 0) {
+		if (!S_ISDIR(st.st_mode) || !realpath(src, real)) {
+			cli_err(o->pid, "start", "--source %s: not a directory (give a "
+				"directory or the name of an importable package)", src);
+			return -1;
+		}
+		return snprintf(buf, len, "source=%s\n", real);
+	}
+	for (c = src; *c && (*c == '_' || *c == '.' || isalnum((unsigned char)*c)); c++)
+		;
+	if (*c || !*src || *src == '.' || isdigit((unsigned char)*src)) {
+		cli_err(o->pid, "start", "--source %s: %s (give an existing directory "
+			"or the name of an importable package)", src, strerror(errno));
+		return -1;
+	}
+	return snprintf(buf, len, "source_pkg=%s\n", src);
+}
+
+/*
+ * coverage.py's prep_patterns (coverage/files.py): a pattern that starts
+ * with a wildcard is kept; any other is made absolute against the current
+ * directory with symlinks resolved, as os.path.realpath would: component by
+ * component, a missing one (or a wildcard) kept as written.
+ */
+/* "/a/b" -> "/a"; "/a" -> "" (the root) */
+static void drop_last(char *path)
+{
+	char *slash = strrchr(path, '/');
+
+	*(slash ? slash : path) = 0;
+}
+
+static int abs_pattern(const char *pat, char *out, size_t len)
+{
+	char work[PATH_MAX], path[PATH_MAX] = "", next[PATH_MAX], real[PATH_MAX];
+	char *comp, *save;
+	struct stat st;
+
+	if (pat[0] == '*' || pat[0] == '?')
+		return snprintf(out, len, "%s", pat) < (int)len ? 0 : -1;
+	if (pat[0] == '/')
+		snprintf(work, sizeof(work), "%s", pat);
+	else if (!getcwd(path, sizeof(path)) ||
+		 snprintf(work, sizeof(work), "%s/%s", path, pat) >= (int)sizeof(work))
+		return -1;
+	path[0] = 0;
+	for (comp = strtok_r(work, "/", &save); comp; comp = strtok_r(NULL, "/", &save)) {
+		if (!strcmp(comp, "."))
+			continue;
+		if (!strcmp(comp, "..")) {
+			drop_last(path);
+			continue;
+		}
+		if (snprintf(next, sizeof(next), "%s/%s", path, comp) >= (int)sizeof(next))
+			return -1;
+		if (lstat(next, &st) == 0 && S_ISLNK(st.st_mode) && realpath(next, real))
+			snprintf(path, sizeof(path), "%s", strcmp(real, "/") ? real : "");
+		else
+			snprintf(path, sizeof(path), "%s", next);
+	}
+	return snprintf(out, len, "%s", path[0] ? path : "/") < (int)len ? 0 : -1;
+}
+
+/* --include/--omit values: comma-separated lists, as coverage.py takes them. */
+static int pattern_lines(struct cli_opts *o, const char *key, const char *const *pats,
+			 int n, char *buf, size_t len)
+{
+	char list[PATH_MAX], one[PATH_MAX], *item, *save;
+	size_t used = 0;
+
+	for (int i = 0; i < n; i++) {
+		snprintf(list, sizeof(list), "%s", pats[i]);
+		for (item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+			if (abs_pattern(item, one, sizeof(one))) {
+				cli_err(o->pid, "start", "--%s %s: cannot make it an absolute "
+					"pattern (path too long?)", key, item);
+				return -1;
+			}
+			used += snprintf(buf + used, used < len ? len - used : 0,
+					 "%s=%s\n", key, one);
+		}
+	}
+	return (int)used;
+}
+
 static int build_config(struct cli_opts *o, const char *dir, char *buf, size_t len)
 {
 	size_t n = 0;
-	char real[PATH_MAX];
+	int r = 0;
 
 	n += snprintf(buf + n, len - n, "out=%s\ndump_signal=%d\nstop_signal=%d\n"
-		      "chain=%d\ninterval=%g\n", dir, o->dump_sig, o->stop_sig,
-		      o->chain, o->interval);
+		      "chain=%d\ninterval=%g\nimport_lines=%d\nbranch=%d\n", dir,
+		      o->dump_sig, o->stop_sig, o->chain, o->interval,
+		      !o->no_import_lines, o->branch);
 	for (int i = 0; i < o->nsources && n < len; i++) {
-		if (!realpath(o->sources[i], real)) {
-			cli_err(o->pid, "start", "--source %s: %s (give an existing "
-				"directory)", o->sources[i], strerror(errno));
+		if ((r = source_line(o, o->sources[i], buf + n, len - n)) < 0)
 			return -1;
-		}
-		n += snprintf(buf + n, len - n, "source=%s\n", real);
+		n += r;
 	}
+	if (n < len && (r = pattern_lines(o, "include", o->includes, o->nincludes,
+					  buf + n, len - n)) >= 0)
+		n += r;
+	if (n < len && r >= 0 && (r = pattern_lines(o, "omit", o->omits, o->nomits,
+						     buf + n, len - n)) >= 0)
+		n += r;
+	if (r < 0)
+		return -1;
 	if (n < len)
 		n += snprintf(buf + n, len - n, "argv=covinject start %d\n", (int)o->pid);
 	if (n >= len) {
-		cli_err(o->pid, "start", "too many or too long --source paths");
+		cli_err(o->pid, "start", "too many or too long --source, --include or "
+			"--omit values");
 		return -1;
 	}
 	buf[n - 1] = 0;	/* no trailing newline */
+	if (o->nincludes && o->nsources)
+		fprintf(stderr, "covinject: start %d: --include is ignored because "
+			"--source is given (as coverage.py does)\n", (int)o->pid);
 	return 0;
 }
 
@@ -231,6 +339,12 @@ static int start_checks(struct cli_opts *o, struct proc_status *st, char *dir,
 	if ((r = cli_check_process(o->pid, "start", st)) ||
 	    (r = check_python(o->pid, "start", st->name, &major, &minor)))
 		return r;
+	if (o->branch && minor < 12) {
+		cli_err(o->pid, "start", "--branch is not supported on Python %d.%d: it "
+			"needs the branch events of sys.monitoring, Python 3.12 or later "
+			"(measure lines only: leave out --branch)", major, minor);
+		return EXIT_FAIL;
+	}
 	if (uwsgi_without_threads(o->pid)) {
 		cli_err(o->pid, "start", "uWSGI runs without --enable-threads: it never "
 			"releases the GIL to other threads, so the collector could never "

@@ -70,9 +70,11 @@ def main():
     run(sys.executable, "-m", "coverage", "combine", OUT, env=env, cwd=OUT)
     run(sys.executable, "-m", "coverage", "report", "-m", env=env, cwd=HERE)
     print("\nLines of shop.py listed as Missing never ran while covinject was "
-          "attached:\nthe admin route, the bulk discount, and the module's "
-          "start-up code, which ran\nbefore the attach.  HTML: COVERAGE_FILE=%s "
-          "python3 -m coverage html" % os.path.join(OUT, ".coverage"))
+          "attached: the admin\nroute, the bulk discount, the 404 branch, and "
+          "main(), which ran at start-up.\nThe module's top-level lines, run "
+          "by its import before the attach, are in the\n'import' context "
+          "(derived from the code): see them with\n  COVERAGE_FILE=%s "
+          "python3 -m coverage html --show-contexts" % os.path.join(OUT, ".coverage"))
 
 
 if __name__ == "__main__":

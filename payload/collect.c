@@ -6,7 +6,13 @@
  * every frame already executing (Python/instrumentation.c,
  * instrument_all_executing_code_objects), so a loop that was running at
  * attach reports its lines.  The callback returns DISABLE: each line costs
- * one call, then nothing.
+ * one call, then nothing.  On 3.13+ PY_START is enabled too (its callback
+ * only returns DISABLE): without it the first LINE event of a code object
+ * whose body shares the def/lambda line is lost, because RESUME is
+ * specialised to RESUME_CHECK and _Py_call_instrumentation_line no longer
+ * recognises it (seen on 3.13.0; coverage.py's sysmon core registers
+ * PY_START anyway and so never meets it).  With --branch, BRANCH and
+ * JUMP events too, turned into arcs by arcs.c.
  *
  * CPython <= 3.11: a C trace function (Py_tracefunc) on every thread state
  * through _PyEval_SetTrace(tstate, ...), exported since 3.9.  A C tracer
@@ -21,16 +27,22 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include "arcs.h"
 #include "collect.h"
 #include "store.h"
 
 static struct pyapi *py;
 static PyObject *disable;		/* sys.monitoring.DISABLE */
 static PyObject *monitoring;		/* sys.monitoring */
-static PyObject *line_cb, *thread_hook;	/* our builtin function objects */
+static PyObject *line_cb, *start_cb;	/* our builtin function objects */
+static PyObject *thread_hook;
 static PyObject *prev_thread_hook;	/* threading._trace_hook before us */
 static int tool_id = -1;
 static long ev_line;			/* sys.monitoring.events.LINE */
+static long ev_start;			/* PY_START (3.13+), or 0 */
+static long ev_branch, ev_jump;		/* BRANCH, JUMP with --branch, or 0 */
+static int branch_mode;
+static PyObject *branch_cb, *jump_cb;
 static Py_ssize_t off_c_tracefunc = -1;	/* in PyThreadState, found at run time */
 
 
@@ -68,8 +80,61 @@ static PyObject *on_line(PyObject *self, PyObject *const *args, Py_ssize_t n)
 	struct cov_file *f;
 
 	(void)self;
-	if (n >= 2 && (f = file_of(args[0])) && f->in_scope)
+	if (n >= 2 && (f = file_of(args[0])) && f->in_scope) {
 		cov_store_mark(f, (int)py->Long_AsLong(args[1]));
+		if (branch_mode)
+			cov_arcs_code(args[0], f);	/* its table, once */
+	}
+	py->IncRef(disable);
+	return disable;
+}
+
+/* The table of an event's code object, or NULL if it is not measured. */
+static struct cov_code *code_of(PyObject *const *args, Py_ssize_t n)
+{
+	struct cov_file *f;
+
+	if (n < 3 || !(f = file_of(args[0])) || !f->in_scope)
+		return NULL;
+	return cov_arcs_code(args[0], f);
+}
+
+static PyObject *keep(void)
+{
+	py->IncRef(py->None);
+	return py->None;
+}
+
+/* BRANCH (code, offset, destination): on until both directions ran. */
+static PyObject *on_branch(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+	struct cov_code *c = code_of(args, n);
+
+	(void)self;
+	if (c && !cov_arcs_branch(c, py->Long_AsLong(args[1]), py->Long_AsLong(args[2])))
+		return keep();
+	py->IncRef(disable);
+	return disable;
+}
+
+/* JUMP (code, offset, destination) -> DISABLE */
+static PyObject *on_jump(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+	struct cov_code *c = code_of(args, n);
+
+	(void)self;
+	if (c)
+		cov_arcs_jump(c, py->Long_AsLong(args[1]));
+	py->IncRef(disable);
+	return disable;
+}
+
+/* sys.monitoring PY_START callback (3.13+): (code, offset) -> DISABLE */
+static PyObject *on_start(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+	(void)self;
+	(void)args;
+	(void)n;
 	py->IncRef(disable);
 	return disable;
 }
@@ -109,6 +174,15 @@ static PyObject *on_new_thread(PyObject *self, PyObject *const *args, Py_ssize_t
 
 static struct py_methoddef line_def = {
 	"covinject_line", (void *)on_line, PY_METH_FASTCALL, NULL
+};
+static struct py_methoddef start_def = {
+	"covinject_start", (void *)on_start, PY_METH_FASTCALL, NULL
+};
+static struct py_methoddef branch_def = {
+	"covinject_branch", (void *)on_branch, PY_METH_FASTCALL, NULL
+};
+static struct py_methoddef jump_def = {
+	"covinject_jump", (void *)on_jump, PY_METH_FASTCALL, NULL
 };
 static struct py_methoddef thread_def = {
 	"covinject_thread", (void *)on_new_thread, PY_METH_FASTCALL, NULL
@@ -193,6 +267,23 @@ static long event_bit(const char *name)
 	return bit;
 }
 
+/* --branch: the opcode tables, and BRANCH and JUMP callbacks. */
+static int branch_start(char *err, size_t len)
+{
+	if (cov_arcs_init(py, err, len))
+		return -1;
+	if ((ev_branch = event_bit("BRANCH")) <= 0 || (ev_jump = event_bit("JUMP")) <= 0 ||
+	    !(branch_cb = py->CFunction_NewEx(&branch_def, NULL, NULL)) ||
+	    !(jump_cb = py->CFunction_NewEx(&jump_def, NULL, NULL))) {
+		py_error(err, len, "sys.monitoring");
+		return -1;
+	}
+	return CALL(err, len, monitoring, "register_callback", "ilO", tool_id,
+		    ev_branch, branch_cb) ||
+	       CALL(err, len, monitoring, "register_callback", "ilO", tool_id,
+		    ev_jump, jump_cb);
+}
+
 static int monitoring_start(char *err, size_t len)
 {
 	PyObject *sys = py->Import_ImportModule("sys");
@@ -216,8 +307,20 @@ static int monitoring_start(char *err, size_t len)
 	if (!(line_cb = py->CFunction_NewEx(&line_def, NULL, NULL)))
 		goto fail_py;
 	if (CALL(err, len, monitoring, "register_callback", "ilO", id,
-		 ev_line, line_cb) ||
-	    CALL(err, len, monitoring, "set_events", "il", id, ev_line))
+		 ev_line, line_cb))
+		return -1;
+	if (py->hex >= 0x030d0000) {
+		if ((ev_start = event_bit("PY_START")) <= 0 ||
+		    !(start_cb = py->CFunction_NewEx(&start_def, NULL, NULL)))
+			goto fail_py;
+		if (CALL(err, len, monitoring, "register_callback", "ilO", id,
+			 ev_start, start_cb))
+			return -1;
+	}
+	if (branch_mode && branch_start(err, len))
+		return -1;
+	if (CALL(err, len, monitoring, "set_events", "il", id,
+		 ev_line | ev_start | ev_branch | ev_jump))
 		return -1;
 	return 0;
 fail_py:
@@ -233,6 +336,15 @@ static void monitoring_stop(void)
 		CALL(ignore, sizeof(ignore), monitoring, "set_events", "ii", tool_id, 0);
 		CALL(ignore, sizeof(ignore), monitoring, "register_callback", "ilO",
 		     tool_id, ev_line, py->None);
+		if (ev_start > 0)
+			CALL(ignore, sizeof(ignore), monitoring, "register_callback",
+			     "ilO", tool_id, ev_start, py->None);
+		if (ev_branch > 0)
+			CALL(ignore, sizeof(ignore), monitoring, "register_callback",
+			     "ilO", tool_id, ev_branch, py->None);
+		if (ev_jump > 0)
+			CALL(ignore, sizeof(ignore), monitoring, "register_callback",
+			     "ilO", tool_id, ev_jump, py->None);
 		CALL(ignore, sizeof(ignore), monitoring, "free_tool_id", "i", tool_id);
 	}
 	tool_id = -1;
@@ -353,12 +465,19 @@ static int use_monitoring(void)
 	return py->hex >= 0x030c0000;
 }
 
-int cov_collect_start(struct pyapi *api, struct cov_collect_info *info,
+int cov_collect_start(struct pyapi *api, int branch, struct cov_collect_info *info,
 		      char *err, size_t len)
 {
 	py = api;
 	memset(info, 0, sizeof(*info));
 	info->tool_id = -1;
+	branch_mode = branch;
+	ev_branch = ev_jump = 0;
+	if (branch && !use_monitoring()) {
+		snprintf(err, len, "--branch needs Python 3.12 or later (sys.monitoring "
+			 "branch events)");
+		return -1;
+	}
 	if (use_monitoring()) {
 		if (monitoring_start(err, len)) {
 			monitoring_stop();
@@ -368,6 +487,17 @@ int cov_collect_start(struct pyapi *api, struct cov_collect_info *info,
 		return 0;
 	}
 	return trace_start(err, len, &info->threads, &info->skipped);
+}
+
+int cov_collect_snapshot(struct cov_snap *s)
+{
+	if (cov_store_snapshot(s))
+		return -1;
+	if (branch_mode && cov_arcs_snapshot(s)) {
+		cov_snap_free(s);
+		return -1;
+	}
+	return 0;
 }
 
 void cov_collect_sweep(void)
@@ -388,6 +518,8 @@ void cov_collect_rearm(void)
 	char ignore[64];
 
 	cov_store_zero();
+	if (branch_mode)
+		cov_arcs_zero();
 	if (use_monitoring() && monitoring)
 		CALL(ignore, sizeof(ignore), monitoring, "restart_events", "");
 }
@@ -408,9 +540,12 @@ void cov_collect_stop(void)
 /* Drop every object we hold; the collector must be stopped. */
 void cov_collect_release(void)
 {
-	PyObject **objs[] = { &line_cb, &thread_hook, &prev_thread_hook,
+	PyObject **objs[] = { &line_cb, &start_cb, &branch_cb, &jump_cb,
+			      &thread_hook, &prev_thread_hook,
 			      &disable, &monitoring };
 
+	if (branch_mode)
+		cov_arcs_clear();
 	cov_store_clear(release_key);
 	for (size_t i = 0; i < sizeof(objs) / sizeof(objs[0]); i++) {
 		if (*objs[i])

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "pyapi.h"
+#include "store.h"
 
 struct cov_collect_info {
 	int tool_id;		/* sys.monitoring tool id, or -1 */
@@ -12,8 +13,11 @@ struct cov_collect_info {
 	uint32_t skipped;	/* thread states another tracer holds */
 };
 
-int cov_collect_start(struct pyapi *py, struct cov_collect_info *info,
+/* branch: record arcs too (start --branch, 3.12+ only). */
+int cov_collect_start(struct pyapi *py, int branch, struct cov_collect_info *info,
 		      char *err, size_t len);
+/* Copy the data (store.c, and arcs.c with branch) for a snapshot. */
+int cov_collect_snapshot(struct cov_snap *s);
 /* <= 3.11: give the tracer to threads started since (from C, say). */
 void cov_collect_sweep(void);
 void cov_collect_stop(void);

@@ -24,12 +24,48 @@ static int parse_interval(const char *v, unsigned *ms)
 	return 0;
 }
 
+/* Append v to a NULL-terminated list of max slots; -1 when full. */
+static int append(const char **list, int *n, int max, const char *v)
+{
+	if (*n >= max - 1)
+		return -1;
+	list[(*n)++] = v;
+	return 0;
+}
+
+/* "pkg", "pkg.sub": dotted Python identifiers (ASCII). */
+static int module_name(const char *v)
+{
+	int prev_dot = 1;
+
+	for (; *v; v++) {
+		if (*v == '.') {
+			if (prev_dot)
+				return 0;
+		} else if (!(*v == '_' || (*v >= 'a' && *v <= 'z') ||
+			     (*v >= 'A' && *v <= 'Z') || (*v >= '0' && *v <= '9' && !prev_dot))) {
+			return 0;
+		}
+		prev_dot = *v == '.';
+	}
+	return !prev_dot;
+}
+
+static int parse_flag(const char *v, int *out)
+{
+	if (strcmp(v, "0") && strcmp(v, "1"))
+		return -1;
+	*out = v[0] == '1';
+	return 0;
+}
+
 int cov_config_parse(char *text, struct cov_config *cfg)
 {
 	char *line, *next, *eq;
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->argv = "";
+	cfg->import_lines = 1;
 	for (line = text; line && *line; line = next) {
 		next = strchr(line, '\n');
 		if (next)
@@ -53,6 +89,25 @@ int cov_config_parse(char *text, struct cov_config *cfg)
 		}
 		else if (!strcmp(line, "argv"))
 			cfg->argv = eq;
+		else if (!strcmp(line, "source_pkg")) {
+			if (!module_name(eq) || append(cfg->source_pkgs,
+				&cfg->nsource_pkgs, COV_MAX_SOURCES, eq))
+				return -1;
+		} else if (!strcmp(line, "include")) {
+			if (!*eq || append(cfg->includes, &cfg->nincludes,
+					   COV_MAX_PATTERNS, eq))
+				return -1;
+		} else if (!strcmp(line, "omit")) {
+			if (!*eq || append(cfg->omits, &cfg->nomits,
+					   COV_MAX_PATTERNS, eq))
+				return -1;
+		} else if (!strcmp(line, "import_lines")) {
+			if (parse_flag(eq, &cfg->import_lines))
+				return -1;
+		} else if (!strcmp(line, "branch")) {
+			if (parse_flag(eq, &cfg->branch))
+				return -1;
+		}
 		else
 			return -1;
 	}

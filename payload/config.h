@@ -7,12 +7,18 @@
  *	chain=1			call the handlers the program had, after ours
  *	interval=60		periodic snapshot every 60 s when data changed; 0 off
  *	argv=...		recorded in the data file's meta table
+ *	source_pkg=a.b		measure only that importable package (repeatable),
+ *				resolved in the target (payload/modules.c)
+ *	include=PATTERN		omit=PATTERN	coverage.py file patterns (repeatable)
+ *	import_lines=0		no "import" context (default 1)
+ *	branch=1		record arcs (3.12+)
  */
 #ifndef COVINJECT_CONFIG_H
 #define COVINJECT_CONFIG_H
 
 #define COV_CONFIG_MAX 12288
 #define COV_MAX_SOURCES 64
+#define COV_MAX_PATTERNS 64
 
 struct cov_config {
 	const char *out_dir;
@@ -22,6 +28,13 @@ struct cov_config {
 	int chain;		/* chain=1: call the previous handlers too */
 	unsigned interval_ms;	/* interval=SECONDS (decimal): periodic snapshots */
 	const char *argv;
+	const char *source_pkgs[COV_MAX_SOURCES];	/* NULL-terminated */
+	int nsource_pkgs;
+	const char *includes[COV_MAX_PATTERNS];		/* NULL-terminated */
+	const char *omits[COV_MAX_PATTERNS];		/* NULL-terminated */
+	int nincludes, nomits;
+	int import_lines;	/* record the import context (default 1) */
+	int branch;		/* record arcs */
 };
 
 /* Parses text in place (it must outlive cfg): 0, or -1 if invalid. */

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "collect.h"
+#include "modules.h"
 #include "payload.h"
 #include "store.h"
 #include "writer.h"
@@ -50,7 +51,10 @@ struct pyapi cov_py;
 static char cfg_text[COV_CONFIG_MAX];	/* copied by cov_start */
 static int wake[2] = { -1, -1 };	/* requests -> our thread */
 static char stdlib_dir[PATH_MAX];
-static struct cov_scope scope = { stdlib_dir, cov_cfg.sources };
+static const char *sources[2 * COV_MAX_SOURCES];	/* --source, resolved */
+static char *resolved[COV_MAX_SOURCES];		/* what packages resolved to */
+static struct cov_scope scope = { stdlib_dir, sources };
+static struct cov_filter filter = { cov_cfg.includes, cov_cfg.omits };
 static char final_name[COV_PATH_MAX], tmp_name[128];
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 static volatile int exiting;		/* the interpreter is finalizing */
@@ -173,7 +177,7 @@ static void dump(int reset)
 		cov_py.GILState_Release(gil);
 		return;
 	}
-	rc = cov_store_snapshot(&snap);
+	rc = cov_collect_snapshot(&snap);
 	cov_store_counts(&files, &lines);
 	update_counts(files, lines);
 	if (!rc && reset)
@@ -208,7 +212,7 @@ void cov_on_exit(void)
 		return;
 	exiting = 1;	/* our thread must not touch Python from now on */
 	cov_collect_stop();
-	if (cov_store_snapshot(&snap) == 0) {
+	if (cov_collect_snapshot(&snap) == 0) {
 		cov_store_counts(&files, &lines);
 		update_counts(files, lines);
 		write_snap(&snap, files, lines);
@@ -281,7 +285,26 @@ static void after_fork(void)
 
 /* ---- the payload thread ------------------------------------------------ */
 
-static void scope_init(void)
+/* --source: the directories given, then the packages named, resolved. */
+static int sources_init(char *err, size_t len)
+{
+	int n = 0, r;
+
+	for (int i = 0; i < COV_MAX_SOURCES; i++) {
+		free(resolved[i]);
+		resolved[i] = NULL;
+	}
+	memset(sources, 0, sizeof(sources));
+	for (int i = 0; i < cov_cfg.nsources; i++)
+		sources[i] = cov_cfg.sources[i];
+	r = cov_modules_resolve(&cov_py, cov_cfg.source_pkgs, resolved,
+				COV_MAX_SOURCES - 1, &n, err, len);
+	for (int i = 0; i < n; i++)
+		sources[cov_cfg.nsources + i] = resolved[i];
+	return r;
+}
+
+static int scope_init(char *err, size_t len)
 {
 	PyObject *name = cov_py.Unicode_FromString("os"), *os, *file;
 	const char *s;
@@ -301,6 +324,21 @@ static void scope_init(void)
 	if (name)
 		cov_py.DecRef(name);
 	cov_store_init(&scope);
+	cov_store_set_filter(&filter);
+	return sources_init(err, len);
+}
+
+/* The import context, one module per hold of the GIL (modules.c). */
+static void import_lines(void)
+{
+	int gil;
+
+	if (!cov_cfg.import_lines || exiting)
+		return;
+	gil = cov_py.GILState_Ensure();
+	if (!exiting)
+		cov_modules_import_lines(&cov_py, &exiting);
+	cov_py.GILState_Release(gil);
 }
 
 static int wait_interpreter(void)
@@ -333,8 +371,9 @@ static int setup(void)
 		return -1;
 	}
 	gil = cov_py.GILState_Ensure();
-	scope_init();
-	rc = cov_collect_start(&cov_py, &info, err, sizeof(err));
+	rc = scope_init(err, sizeof(err));
+	if (!rc)
+		rc = cov_collect_start(&cov_py, cov_cfg.branch, &info, err, sizeof(err));
 	if (!rc && (rc = cov_hooks_install(err, sizeof(err))))
 		cov_collect_stop();
 	if (rc)
@@ -461,6 +500,7 @@ static void *payload_main(void *forked)
 			return NULL;
 		}
 		set_phase(COV_COLLECTING);
+		import_lines();
 	}
 	serve();
 	if (exiting)

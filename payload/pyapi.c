@@ -69,6 +69,30 @@ static const struct sym py_syms[] = {
 	F(Err_Fetch, "PyErr_Fetch"),
 	F(Err_Restore, "PyErr_Restore"),
 	F(Err_Clear, "PyErr_Clear"),
+	F(Eval_SaveThread, "PyEval_SaveThread"),
+	F(Eval_RestoreThread, "PyEval_RestoreThread"),
+	F(Sys_GetObject, "PySys_GetObject"),
+	F(Dict_GetItemString, "PyDict_GetItemString"),
+	F(Dict_Values, "PyDict_Values"),
+	F(Object_IsInstance, "PyObject_IsInstance"),
+	F(Object_GetIter, "PyObject_GetIter"),
+	F(Iter_Next, "PyIter_Next"),
+	F(List_Size, "PyList_Size"),
+	F(List_GetItem, "PyList_GetItem"),
+	F(List_Insert, "PyList_Insert"),
+	F(List_SetSlice, "PyList_SetSlice"),
+	F(Tuple_Size, "PyTuple_Size"),
+	F(Tuple_GetItem, "PyTuple_GetItem"),
+	F(Build_Value, "Py_BuildValue"),
+	F(Bytes_AsString, "PyBytes_AsString"),
+	F(Bytes_Size, "PyBytes_Size"),
+	F(Marshal_ReadObjectFromString, "PyMarshal_ReadObjectFromString"),
+	F(Import_GetMagicNumber, "PyImport_GetMagicNumber"),
+	F(CompileStringExFlags, "Py_CompileStringExFlags"),
+	F(ExcWarning, "PyExc_Warning"),
+	F(Module_GetDict, "PyModule_GetDict"),
+	F(Object_IsTrue, "PyObject_IsTrue"),
+	F(ModuleType, "PyModule_Type"),
 	F(Frame_GetCode, "PyFrame_GetCode"),
 	F(Frame_GetLineNumber, "PyFrame_GetLineNumber"),
 	F(Eval_SetTrace, "PyEval_SetTrace"),
@@ -115,6 +139,14 @@ static Py_ssize_t member_offset(void *type, const char *tp_name,
 		if (!strcmp(m->name, member))
 			return m->offset;
 	return -1;
+}
+
+/* Include/object.h: ob_type follows ob_refcnt (default builds, 3.9-3.13). */
+const char *cov_type_name(PyObject *o)
+{
+	void **type = ((void ***)o)[1];
+
+	return type[TP_NAME_WORD];
 }
 
 int cov_pyapi_load(struct pyapi *py, char *err, size_t errlen)

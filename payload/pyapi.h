@@ -31,6 +31,11 @@ struct py_methoddef {
 };
 #define PY_METH_FASTCALL	0x0080
 
+/* Include/compile.h: Py_file_input; Include/cpython/code.h: co_flags. */
+#define PY_FILE_INPUT	257
+#define PY_CO_OPTIMIZED	0x0001
+#define PY_CO_NEWLOCALS	0x0002
+
 /* Include/cpython/pystate.h trace events. */
 #define PY_TRACE_CALL	0
 #define PY_TRACE_LINE	2
@@ -67,6 +72,31 @@ struct pyapi {
 	void (*Err_Fetch)(PyObject **, PyObject **, PyObject **);
 	void (*Err_Restore)(PyObject *, PyObject *, PyObject *);
 	void (*Err_Clear)(void);
+	/* modules.c: the import context and --source packages */
+	PyThreadState *(*Eval_SaveThread)(void);
+	void (*Eval_RestoreThread)(PyThreadState *);
+	PyObject *(*Sys_GetObject)(const char *);		/* borrowed */
+	PyObject *(*Dict_GetItemString)(PyObject *, const char *);	/* borrowed */
+	PyObject *(*Dict_Values)(PyObject *);
+	int (*Object_IsInstance)(PyObject *, PyObject *);
+	PyObject *(*Object_GetIter)(PyObject *);
+	PyObject *(*Iter_Next)(PyObject *);
+	Py_ssize_t (*List_Size)(PyObject *);
+	PyObject *(*List_GetItem)(PyObject *, Py_ssize_t);		/* borrowed */
+	int (*List_Insert)(PyObject *, Py_ssize_t, PyObject *);
+	int (*List_SetSlice)(PyObject *, Py_ssize_t, Py_ssize_t, PyObject *);
+	Py_ssize_t (*Tuple_Size)(PyObject *);
+	PyObject *(*Tuple_GetItem)(PyObject *, Py_ssize_t);		/* borrowed */
+	PyObject *(*Build_Value)(const char *, ...);
+	char *(*Bytes_AsString)(PyObject *);
+	Py_ssize_t (*Bytes_Size)(PyObject *);
+	PyObject *(*Marshal_ReadObjectFromString)(const char *, Py_ssize_t);
+	long (*Import_GetMagicNumber)(void);
+	PyObject *(*CompileStringExFlags)(const char *, const char *, int, void *, int);
+	void *ExcWarning;		/* &PyExc_Warning */
+	PyObject *(*Module_GetDict)(PyObject *);			/* borrowed */
+	int (*Object_IsTrue)(PyObject *);
+	void *ModuleType;
 	PyObject *(*Frame_GetCode)(PyFrameObject *);
 	int (*Frame_GetLineNumber)(PyFrameObject *);
 	void (*Eval_SetTrace)(Py_tracefunc, PyObject *);
@@ -81,6 +111,9 @@ struct pyapi {
 
 /* Resolve everything; 0 or -1 with a message in err. */
 int cov_pyapi_load(struct pyapi *py, char *err, size_t errlen);
+
+/* Py_TYPE(o)->tp_name */
+const char *cov_type_name(PyObject *o);
 
 /* SQLite's C interface, the subset the writer needs. */
 typedef struct sqlite3 sqlite3;

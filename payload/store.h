@@ -8,20 +8,41 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Line numbers as numbits: bit (n % 8) of byte n / 8 is line n. */
+struct cov_bits {
+	uint8_t *bits;
+	uint32_t nbytes;	/* size of bits */
+	uint32_t nlines;	/* bits set */
+};
+
 struct cov_file {
 	char *path;		/* absolute, symlinks resolved */
 	int in_scope;
 	uint32_t nbytes;	/* size of bits */
 	uint32_t nlines;	/* bits set */
-	uint8_t *bits;		/* bit (n % 8) of byte n / 8: line n ran */
+	uint8_t *bits;		/* the lines that ran (context "") */
+	struct cov_bits imported;	/* context "import": derived, see modules.c */
+	int snap_index;		/* in the last snapshot's files, or -1 */
 	struct cov_file *next;
 };
 
-/* What to measure: everything but the stdlib and installed packages, or
- * only what lies under one of the source directories. */
+/*
+ * What to measure, by coverage.py's rules (coverage/inorout.py,
+ * check_include_omit_etc): with sources, only files under one of them (and,
+ * unless a source itself is an installed-packages directory, not installed
+ * packages); else with include patterns, only files matching one; else
+ * everything but the stdlib and installed packages.  Then never a file
+ * matching an omit pattern.
+ */
 struct cov_scope {
 	const char *stdlib;		/* realpath of the stdlib directory */
-	const char *const *sources;	/* NULL-terminated, realpaths */
+	const char *const *sources;	/* NULL-terminated realpaths: dirs or files */
+};
+
+/* --include and --omit: NULL-terminated fnmatch patterns, or NULL. */
+struct cov_filter {
+	const char *const *includes;
+	const char *const *omits;
 };
 
 /* A copy of the data, made under the GIL and written without it. */
@@ -29,14 +50,20 @@ struct cov_snap_file {
 	char *path;
 	uint8_t *bits;
 	uint32_t nbytes;
+	uint8_t *ibits;		/* the import context, or NULL */
+	uint32_t inbytes;
+	int32_t *arcs;		/* --branch: (from, to) pairs (arcs.c) */
+	uint32_t narcs, arcs_cap;
 };
 
 struct cov_snap {
 	struct cov_snap_file *files;
 	size_t n;
+	int has_arcs;		/* written as arcs, not lines */
 };
 
 void cov_store_init(const struct cov_scope *scope);
+void cov_store_set_filter(const struct cov_filter *filter);
 
 /* The file for a filename object (hot path), or NULL if never seen. */
 struct cov_file *cov_store_lookup(const void *key);
@@ -44,9 +71,16 @@ struct cov_file *cov_store_lookup(const void *key);
 /* First sight of key (a str object the caller holds a reference on). */
 struct cov_file *cov_store_add(const void *key, const char *filename);
 
+/* The file for a path, found or added without a key (modules.c). */
+struct cov_file *cov_store_file(const char *filename);
+
+/* Record line in the import context of f. */
+int cov_store_mark_import(struct cov_file *f, int line);
+
 static inline void cov_store_mark(struct cov_file *f, int line);
 
-/* Forget the lines, keep the files (no allocation, no Python call). */
+/* Forget the lines that ran, keep the files and the import context (no
+ * allocation, no Python call). */
 void cov_store_zero(void);
 
 /* Forget everything; release(key) is called for every key added. */
@@ -58,6 +92,9 @@ void cov_store_counts(uint32_t *files, uint32_t *lines);
 
 /* Pure helpers, unit-tested. */
 int cov_path_in_scope(const struct cov_scope *scope, const char *path);
+int cov_path_measured(const struct cov_scope *scope, const struct cov_filter *filter,
+		      const char *path);
+int cov_fnmatch(const char *pattern, const char *s);
 int cov_grow_mark(struct cov_file *f, int line);
 
 static inline void cov_store_mark(struct cov_file *f, int line)

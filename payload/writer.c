@@ -8,9 +8,17 @@
  * O_EXCL|O_NOFOLLOW, made durable, then renamed over the final name: a
  * reader sees the previous snapshot or the new one, never half of one, and
  * a failed write leaves the previous snapshot in place.
+ *
+ * Contexts: id 1 is "" (the lines that ran), id 2 "import" (the lines the
+ * import of modules loaded before start ran, derived from their code:
+ * payload/modules.c); a line_bits row per file and context that has lines.
+ * With --branch the file holds arcs instead (has_arcs 1; coverage.py keeps
+ * one or the other): (-n, n) for each line n, in its context, and the arcs
+ * taken (payload/arcs.c) in context "".
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -45,13 +53,19 @@ static const char schema[] =
 	"INSERT INTO coverage_schema (version) VALUES (7);"
 	"INSERT INTO context (id, context) VALUES (1, '');";
 
+#define CTX_LIVE	1
+#define CTX_IMPORT	2
+static const char import_context[] =
+	"INSERT INTO context (id, context) VALUES (2, 'import');";
+
 static int fail(char *err, size_t len, const char *what, const char *why)
 {
 	snprintf(err, len, "%s: %s", what, why);
 	return -1;
 }
 
-static int exec_meta(const struct sqlite_api *sq, sqlite3 *db, const char *argv)
+static int exec_meta(const struct sqlite_api *sq, sqlite3 *db, const char *argv,
+		     int has_arcs)
 {
 	static const char *const keys[] = { "has_arcs", "version", "when", "sys_argv" };
 	char when[32];
@@ -62,7 +76,7 @@ static int exec_meta(const struct sqlite_api *sq, sqlite3 *db, const char *argv)
 	int rc = 0;
 
 	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&t, &tm));
-	vals[0] = "0";
+	vals[0] = has_arcs ? "1" : "0";
 	vals[1] = COVINJECT_DATA_VERSION;
 	vals[2] = when;
 	vals[3] = argv;
@@ -79,6 +93,22 @@ static int exec_meta(const struct sqlite_api *sq, sqlite3 *db, const char *argv)
 	return rc;
 }
 
+/* One line_bits row, unless bits is empty. */
+static int insert_bits(const struct sqlite_api *sq, sqlite3_stmt *l, long long file,
+		       int ctx, const uint8_t *bits, uint32_t n)
+{
+	int rc;
+
+	if (!n)
+		return 0;
+	sq->bind_int64(l, 1, file);
+	sq->bind_int64(l, 2, ctx);
+	sq->bind_blob(l, 3, bits, (int)n, SQLITE_TRANSIENT);
+	rc = sq->step(l) == SQLITE_DONE ? 0 : -1;
+	sq->reset(l);
+	return rc;
+}
+
 static int insert_files(const struct sqlite_api *sq, sqlite3 *db,
 			const struct cov_snap *s)
 {
@@ -89,24 +119,89 @@ static int insert_files(const struct sqlite_api *sq, sqlite3 *db,
 			   &f, NULL) != SQLITE_OK)
 		return -1;
 	if (sq->prepare_v2(db, "INSERT INTO line_bits (file_id, context_id, numbits)"
-			   " VALUES (?, 1, ?)", -1, &l, NULL) != SQLITE_OK) {
+			   " VALUES (?, ?, ?)", -1, &l, NULL) != SQLITE_OK) {
 		sq->finalize(f);
 		return -1;
 	}
 	for (size_t i = 0; i < s->n && !rc; i++) {
+		const struct cov_snap_file *sf = &s->files[i];
+
 		sq->bind_int64(f, 1, (long long)i + 1);
-		sq->bind_text(f, 2, s->files[i].path, -1, SQLITE_TRANSIENT);
-		sq->bind_int64(l, 1, (long long)i + 1);
-		sq->bind_blob(l, 2, s->files[i].bits, (int)s->files[i].nbytes,
-			      SQLITE_TRANSIENT);
-		if (sq->step(f) != SQLITE_DONE || sq->step(l) != SQLITE_DONE)
+		sq->bind_text(f, 2, sf->path, -1, SQLITE_TRANSIENT);
+		if (sq->step(f) != SQLITE_DONE ||
+		    insert_bits(sq, l, (long long)i + 1, CTX_LIVE, sf->bits, sf->nbytes) ||
+		    insert_bits(sq, l, (long long)i + 1, CTX_IMPORT, sf->ibits, sf->inbytes))
 			rc = -1;
 		sq->reset(f);
-		sq->reset(l);
 	}
 	sq->finalize(f);
 	sq->finalize(l);
 	return rc;
+}
+
+static int insert_arc(const struct sqlite_api *sq, sqlite3_stmt *a, long long file,
+		      int ctx, long from, long to)
+{
+	int rc;
+
+	sq->bind_int64(a, 1, file);
+	sq->bind_int64(a, 2, ctx);
+	sq->bind_int64(a, 3, from);
+	sq->bind_int64(a, 4, to);
+	rc = sq->step(a) == SQLITE_DONE ? 0 : -1;
+	sq->reset(a);
+	return rc;
+}
+
+/* (-n, n) for each line n of bits. */
+static int insert_line_arcs(const struct sqlite_api *sq, sqlite3_stmt *a,
+			    long long file, int ctx, const uint8_t *bits, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		for (int b = 0; b < 8; b++)
+			if (bits[i] & (1u << b) &&
+			    insert_arc(sq, a, file, ctx, -(long)(i * 8 + b), (long)(i * 8 + b)))
+				return -1;
+	return 0;
+}
+
+static int insert_arcs(const struct sqlite_api *sq, sqlite3 *db, const struct cov_snap *s)
+{
+	sqlite3_stmt *f, *a;
+	int rc = 0;
+
+	if (sq->prepare_v2(db, "INSERT INTO file (id, path) VALUES (?, ?)", -1,
+			   &f, NULL) != SQLITE_OK)
+		return -1;
+	if (sq->prepare_v2(db, "INSERT OR IGNORE INTO arc (file_id, context_id, fromno, tono)"
+			   " VALUES (?, ?, ?, ?)", -1, &a, NULL) != SQLITE_OK) {
+		sq->finalize(f);
+		return -1;
+	}
+	for (size_t i = 0; i < s->n && !rc; i++) {
+		const struct cov_snap_file *sf = &s->files[i];
+		long long id = (long long)i + 1;
+
+		sq->bind_int64(f, 1, id);
+		sq->bind_text(f, 2, sf->path, -1, SQLITE_TRANSIENT);
+		rc = sq->step(f) == SQLITE_DONE ? 0 : -1;
+		sq->reset(f);
+		rc = rc || insert_line_arcs(sq, a, id, CTX_LIVE, sf->bits, sf->nbytes) ||
+		     insert_line_arcs(sq, a, id, CTX_IMPORT, sf->ibits, sf->inbytes);
+		for (uint32_t k = 0; k < sf->narcs && !rc; k++)
+			rc = insert_arc(sq, a, id, CTX_LIVE, sf->arcs[2 * k], sf->arcs[2 * k + 1]);
+	}
+	sq->finalize(f);
+	sq->finalize(a);
+	return rc;
+}
+
+static int has_import_lines(const struct cov_snap *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->files[i].inbytes)
+			return 1;
+	return 0;
 }
 
 static int fill(const struct sqlite_api *sq, const char *tmp,
@@ -121,11 +216,14 @@ static int fill(const struct sqlite_api *sq, const char *tmp,
 		fail(err, len, "open", db ? sq->errmsg(db) : "out of memory");
 		goto out;
 	}
-	if (sq->exec(db, schema, NULL, NULL, &emsg) != SQLITE_OK) {
+	if (sq->exec(db, schema, NULL, NULL, &emsg) != SQLITE_OK ||
+	    (has_import_lines(s) &&
+	     sq->exec(db, import_context, NULL, NULL, &emsg) != SQLITE_OK)) {
 		fail(err, len, "create schema", emsg ? emsg : sq->errmsg(db));
 		goto out;
 	}
-	if (exec_meta(sq, db, argv) || insert_files(sq, db, s)) {
+	if (exec_meta(sq, db, argv, s->has_arcs) ||
+	    (s->has_arcs ? insert_arcs(sq, db, s) : insert_files(sq, db, s))) {
 		fail(err, len, "insert", sq->errmsg(db));
 		goto out;
 	}

@@ -98,11 +98,11 @@ class Target:
 
     live = []
 
-    def __init__(self, exe, script, *args, preexec=None):
+    def __init__(self, exe, script, *args, preexec=None, env=None):
         self.proc = subprocess.Popen(
             [exe, os.path.join(TARGETS, script)] + list(args),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, preexec_fn=preexec)
+            text=True, preexec_fn=preexec, env=env)
         Target.live.append(self)
         self.pid = self.proc.pid
         line = self.proc.stdout.readline()

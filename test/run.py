@@ -20,6 +20,7 @@ import time
 import traceback
 
 import core
+import parity
 import safety
 import servers
 from lib import ROOT, Failure, Skip, Target, discover
@@ -84,11 +85,11 @@ def main():
     print("interpreters: %s" % ", ".join("%s (%d.%d)" % (l, v[0], v[1]) for l, _, v in found),
           flush=True)
     for label, exe, _ in found:
-        for fn in core.E2E + servers.E2E + safety.E2E:
+        for fn in core.E2E + servers.E2E + safety.E2E + parity.E2E:
             res.run("%s [%s]" % (fn.__name__[2:], label), fn, exe)
     res.run("install", core.t_install)
     res.run("help and version", core.t_help)
-    for name, fn in servers.SYSTEM:
+    for name, fn in servers.SYSTEM + parity.SYSTEM:
         res.run(name, fn)
     system = [f for f in found if f[0] == "system"] or found[:1]
     # the long kill test runs on every interpreter only in make test-long
