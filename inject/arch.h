@@ -95,4 +95,7 @@ void arch_prepare_sigreturn(struct arch_regs *r, raddr_t gadget, raddr_t sp);
 /* At a syscall-entry stop: is it our frame's sigreturn? */
 int arch_at_sigreturn(const struct arch_regs *r, raddr_t gadget);
 
+/* After our frame's sigreturn: are r the saved registers, as restored? */
+int arch_restored(const struct arch_regs *r, const struct arch_regs *saved);
+
 #endif

@@ -39,7 +39,7 @@ struct excursion {
 	raddr_t strings;	/* scratch for call arguments */
 	size_t strings_len;
 	int armed;		/* registers point into a call or its sigreturn */
-	int masked;		/* every signal blocked in the thread */
+	int marker;		/* signal that marks a call's end, or 0 */
 };
 
 int inject_exc_begin(struct excursion *x, pid_t pid, struct borrowed *b,

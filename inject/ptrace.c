@@ -10,7 +10,9 @@
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/uio.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include "ptrace.h"
 
 static int ret(long r)
@@ -43,6 +45,12 @@ int ptr_interrupt(pid_t tid)
 int ptr_cont(pid_t tid, int sig)
 {
 	return ret(ptrace(PTRACE_CONT, tid, 0, (void *)(long)sig));
+}
+
+/* Queue sig for one thread (tgkill); with it blocked there, it stays pending. */
+int ptr_signal(pid_t pid, pid_t tid, int sig)
+{
+	return ret(syscall(SYS_tgkill, pid, tid, sig));
 }
 
 int ptr_detach(pid_t tid)

@@ -14,6 +14,7 @@ WUR int ptr_cont(pid_t tid, int sig);
 WUR int ptr_syscall(pid_t tid);
 int ptr_is_syscall_stop(int status);
 int ptr_detach(pid_t tid);
+WUR int ptr_signal(pid_t pid, pid_t tid, int sig);
 WUR int ptr_getregset(pid_t tid, unsigned note, void *buf, size_t *len);
 WUR int ptr_setregset(pid_t tid, unsigned note, const void *buf, size_t len);
 WUR int ptr_getsigmask(pid_t tid, uint64_t *mask);

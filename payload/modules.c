@@ -473,7 +473,10 @@ void cov_modules_import_lines(struct pyapi *api, volatile int *stop)
 	for (Py_ssize_t i = 0; i < py->List_Size(list) && !*stop; i++) {
 		import_lines_of(py->List_GetItem(list, i));
 		py->Err_Clear();
-		ts = py->Eval_SaveThread();	/* let the program run */
+		/* Let the program run: a release alone is not enough, we would
+		 * take the GIL back before a waiting thread even woke up. */
+		ts = py->Eval_SaveThread();
+		usleep(500);
 		py->Eval_RestoreThread(ts);
 	}
 	py->DecRef(list);

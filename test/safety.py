@@ -85,8 +85,12 @@ def t_leftover_memfd(exe, tmp):
     if "collecting" not in r.stdout:
         subprocess.run([COVINJECT, "start", "-o", tmp, str(t.pid)], check=True,
                        capture_output=True)
-    memfds = [fd for fd in os.listdir("/proc/%d/fd" % t.pid)
-              if "covinject" in os.readlink("/proc/%d/fd/%s" % (t.pid, fd))]
+    def link(fd):
+        try:
+            return os.readlink("/proc/%d/fd/%s" % (t.pid, fd))
+        except FileNotFoundError:   # closed meanwhile
+            return ""
+    memfds = [fd for fd in os.listdir("/proc/%d/fd" % t.pid) if "covinject" in link(fd)]
     check(len(memfds) <= 1, "memfds left: %s" % memfds)
     check(t.alive(), "target died")
 
@@ -271,6 +275,24 @@ def t_load_cycles(exe, tmp):
     check(t.alive(), "target died")
 
 
-E2E += [t_dump_storm, t_planted_symlink, t_fork_during_attach]
+def t_markers_blocked(exe, tmp):
+    """A program that blocks SIGURG and SIGWINCH (the signals that mark the
+    end of a remote call): the injector steps through syscalls instead, and
+    the attach works all the same; the mask is the program's afterwards."""
+    t = Target(exe, "idle.py", "block-markers")
+
+    def blocked():
+        with open("/proc/%d/status" % t.pid) as f:
+            return [l for l in f if l.startswith("SigBlk")][0].split()[1]
+    before = blocked()
+    cli_ok("start", "-o", tmp, t.pid)
+    check(blocked() == before, "signal mask changed: %s -> %s" % (before, blocked()))
+    cli_ok("stop", t.pid)
+    cli_ok("start", "-o", tmp, t.pid)
+    cli_ok("stop", t.pid)
+    check(blocked() == before and t.alive(), "target changed or died")
+
+
+E2E += [t_markers_blocked, t_dump_storm, t_planted_symlink, t_fork_during_attach]
 SYSTEM_EXE += [t_target_dies_during_attach, t_disk_full_and_read_only]
 LONG = [t_load_cycles]

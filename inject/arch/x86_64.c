@@ -105,6 +105,8 @@ int arch_idle_rank(long nr, uint64_t futex_op)
 	case SYS_rt_sigtimedwait:
 	case SYS_rt_sigsuspend:
 		return 4;
+	case SYS_restart_syscall:	/* a sleep or poll resumed after a stop */
+		return 3;
 	case SYS_read:
 	case SYS_recvfrom:
 	case SYS_recvmsg:
@@ -256,4 +258,12 @@ int arch_at_sigreturn(const struct arch_regs *r, raddr_t gadget)
 {
 	return CR(r)->orig_rax == SYS_rt_sigreturn &&
 	       CR(r)->rip == gadget + sizeof(sigreturn_code);
+}
+
+int arch_restored(const struct arch_regs *r, const struct arch_regs *saved)
+{
+	struct user_regs_struct u = *CR(saved);
+
+	restart_regs(&u);
+	return CR(r)->rip == u.rip && CR(r)->rsp == u.rsp;
 }
