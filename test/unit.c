@@ -617,6 +617,39 @@ static void test_store(void)
 	cov_snap_free(&snap);
 }
 
+/* coverage.py-style patterns, --include/--omit, and /proc/PID/stat fields. */
+static void test_patterns(void)
+{
+	static const char *const inc[] = { "*/app/*", NULL };
+	static const char *const omit[] = { "*/app/test_*", "*migrations*", NULL };
+	static const char *const none[] = { NULL };
+	struct cov_scope sc = { "/usr/lib/python3.11", none };
+	struct cov_filter f = { inc, omit }, only_omit = { NULL, omit };
+	const char stat[] = "42 (a (b) c) S 7 42 42 0 -1 4194560 1 0 0 0 1 2 0 0 "
+			    "20 0 3 0 123456 1000 10";
+	uint64_t start = 0;
+	pid_t ppid = 0;
+
+	CHECK("fnmatch_star", cov_fnmatch("*.py", "/srv/a/b.py"));
+	CHECK("fnmatch_star_slash", cov_fnmatch("/srv/*", "/srv/a/b.py"));
+	CHECK("fnmatch_question", cov_fnmatch("/srv/?.py", "/srv/a.py"));
+	CHECK("fnmatch_set", cov_fnmatch("/srv/[ab].py", "/srv/b.py"));
+	CHECK("fnmatch_set_miss", !cov_fnmatch("/srv/[ab].py", "/srv/c.py"));
+	CHECK("fnmatch_whole", !cov_fnmatch("/srv/a", "/srv/a.py"));
+	CHECK("fnmatch_backtrack", cov_fnmatch("*a*b", "xaxxab"));
+	CHECK("fnmatch_empty", cov_fnmatch("*", "") && !cov_fnmatch("?", ""));
+	CHECK("measured_include", cov_path_measured(&sc, &f, "/srv/app/views.py"));
+	CHECK("measured_not_included", !cov_path_measured(&sc, &f, "/srv/lib/x.py"));
+	CHECK("measured_omitted", !cov_path_measured(&sc, &f, "/srv/app/test_views.py"));
+	CHECK("measured_omitted2", !cov_path_measured(&sc, &only_omit, "/srv/db/migrations/1.py"));
+	CHECK("measured_default", cov_path_measured(&sc, &only_omit, "/srv/db/models.py"));
+	CHECK("measured_stdlib", !cov_path_measured(&sc, &only_omit, "/usr/lib/python3.11/os.py"));
+	CHECK("stat_ppid", cli_stat_ppid(stat, &ppid) == 0 && ppid == 7);
+	CHECK("stat_starttime", cli_stat_starttime(stat, &start) == 0 && start == 123456);
+	CHECK("stat_short", cli_stat_starttime("42 (x) S 1 2 3", &start) == -1);
+	CHECK("stat_no_paren", cli_stat_ppid("42 x S 1", &ppid) == -1);
+}
+
 int main(void)
 {
 	static const char *const files[] = { "not-elf", "empty", "app.py" };
@@ -634,6 +667,7 @@ int main(void)
 	test_config();
 	test_scope();
 	test_store();
+	test_patterns();
 
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		tmp_path(path, sizeof(path), files[i]);
