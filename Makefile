@@ -61,13 +61,17 @@ test: all test/unit deps
 	$(PYTHON) test/run.py
 
 # make test, plus 200 kills of covinject on every interpreter and 1,000
-# start/dump/stop cycles under request load per interpreter (~10 minutes)
+# start/dump/stop cycles under request load per interpreter (~15 minutes)
 test-long: all test/unit deps
 	COVINJECT_KILL_TRIALS=200 COVINJECT_LONG=1 $(PYTHON) test/run.py
 
 demo: all deps
 	$(PYTHON) examples/demo.py
 
+# Overhead, attach, snapshot and memory benchmarks (bench/run.py --help);
+# about 12 minutes; writes bench/RESULTS.md.  Not part of make test.
+bench: all
+	$(PYTHON) bench/run.py
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)
@@ -77,7 +81,7 @@ install: all
 clean:
 	rm -rf covinject $(PAYLOAD) test/unit examples/out $(shell find . -name '*.[od]')
 
-.PHONY: all deps test test-long demo install clean
+.PHONY: all deps test test-long demo bench install clean
 -include $(shell find . -name '*.d' 2>/dev/null)
 
 # ---------------------------------------------------------------------------
