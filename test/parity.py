@@ -44,6 +44,13 @@ def expect(key, kind, ver):
         if sysmon:
             return "both"
         return "covinject" if new else "neither"
+    if key == "resumed":
+        # A coroutine suspended in another thread before "go" and resumed
+        # after it: coverage.py's Python tracer (3.12+ here) sometimes files
+        # its lines under the context before the switch (a race between the
+        # switch's flush and the other thread's tracer, seen once under
+        # load), so they may be missing from the oracle's "go" context.
+        return ("both", "covinject") if kind.startswith("coverage") else "both"
     if key == "running":
         # A line a frame was running when measuring began (a blocked call, a
         # suspended yield): no line event follows, but in arc data
@@ -153,7 +160,7 @@ def compare(ours, theirs, kind, ver):
                     (False, True): "oracle"}[(n in a, n in b)]
             key = tagged[name].get(n)
             want = expect(key, kind, ver) if key else "both"
-            if side != want:
+            if side not in (want if isinstance(want, tuple) else (want,)):
                 problems.append("%s:%d %s: recorded by %s, expected %s  | %s" % (
                     name, n, key or "", side, want, source_line(name, n)))
         for n, key in tagged[name].items():

@@ -254,9 +254,9 @@ def loop_thread(started, out):
     async def waiter(event):
         started.set()
         await event.wait()              # parks: waiter  # @diff-running
-        out.append("woken")
-        await asyncio.sleep(0)
-        return "done"
+        out.append("woken")             # @diff-resumed
+        await asyncio.sleep(0)          # @diff-resumed
+        return "done"                   # @diff-resumed
 
     async def main():
         event = asyncio.Event()
