@@ -430,7 +430,8 @@ static int finished_module(PyObject *mod, PyObject **dict)
 	return !busy;
 }
 
-static void import_lines_of(PyObject *mod)
+/* 1 if mod was a measured module whose code we read or compiled. */
+static int import_lines_of(PyObject *mod)
 {
 	char file[PATH_MAX], cached[PATH_MAX];
 	PyObject *dict, *code = NULL;
@@ -441,13 +442,13 @@ static void import_lines_of(PyObject *mod)
 
 	if (!finished_module(mod, &dict) ||
 	    str_copy(py->Dict_GetItemString(dict, "__file__"), file, sizeof(file)))
-		return;
+		return 0;
 	n = strlen(file);
 	if (n < 3 || strcmp(file + n - 3, ".py"))
-		return;		/* extension modules, .pyc-only, namespace pkgs */
+		return 0;	/* extension modules, .pyc-only, namespace pkgs */
 	f = cov_store_file(file);
 	if (!f || !f->in_scope || f->imported.nlines || stat(file, &st))
-		return;		/* out of scope, seen under another name, gone */
+		return 0;	/* out of scope, seen under another name, gone */
 	if (!str_copy(py->Dict_GetItemString(dict, "__cached__"), cached, sizeof(cached)))
 		code = code_from_pyc(cached, &st);
 	if (!code && (src = slurp(file, &len, &st)))
@@ -457,6 +458,7 @@ static void import_lines_of(PyObject *mod)
 		mark_code(code, f, 0);
 		py->DecRef(code);
 	}
+	return 1;
 }
 
 void cov_modules_import_lines(struct pyapi *api, volatile int *stop)
@@ -471,8 +473,11 @@ void cov_modules_import_lines(struct pyapi *api, volatile int *stop)
 		return;
 	}
 	for (Py_ssize_t i = 0; i < py->List_Size(list) && !*stop; i++) {
-		import_lines_of(py->List_GetItem(list, i));
+		int worked = import_lines_of(py->List_GetItem(list, i));
+
 		py->Err_Clear();
+		if (!worked)
+			continue;	/* skipped cheaply: keep the GIL */
 		/* Let the program run: a release alone is not enough, we would
 		 * take the GIL back before a waiting thread even woke up. */
 		ts = py->Eval_SaveThread();

@@ -245,13 +245,16 @@ def t_load_cycles(exe, tmp):
             st = dict(line.split(":", 1) for line in f)
         return (int(st["Threads"]), len(os.listdir("/proc/%d/fd" % t.pid)),
                 int(st["VmRSS"].split()[0]))
+    # threads and fds are counted with no request in flight (each request
+    # has a thread and a socket while it is served)
+    cli_ok("start", "--interval", "0", "-o", tmp, t.pid)  # first load, then measure
+    cli_ok("stop", t.pid)
+    time.sleep(0.3)
+    before = figures()
     clients = [threading.Thread(target=client) for _ in range(2)]
     for c in clients:
         c.start()
     try:
-        cli_ok("start", "--interval", "0", "-o", tmp, t.pid)  # first load, then measure
-        cli_ok("stop", t.pid)
-        before = figures()
         t0 = time.monotonic()
         for i in range(cycles):
             cli_ok("start", "--interval", "0", "-o", tmp, t.pid)
@@ -260,11 +263,12 @@ def t_load_cycles(exe, tmp):
             for f in glob.glob(os.path.join(tmp, ".coverage.*")):
                 os.unlink(f)
         took = time.monotonic() - t0
-        after = figures()
     finally:
         stop.set()
         for c in clients:
             c.join()
+    time.sleep(0.3)
+    after = figures()
     print("    load: %d cycles in %.1f s, %d requests ok, %d failed; threads %d -> %d, "
           "fds %d -> %d, RSS %d -> %d kB" % ((cycles, took, counts["ok"], counts["failed"]) +
                                             (before[0], after[0], before[1], after[1],
