@@ -128,7 +128,30 @@ class Target:
         with open("/proc/%d/maps" % self.pid) as f:
             return "covinject-payload" in f.read()
 
+    def descendants(self):
+        """Pids of the target's descendants (forked workers), deepest last."""
+        parent = {}
+        for stat in glob.glob("/proc/[0-9]*/stat"):
+            try:
+                with open(stat) as f:
+                    parent[int(stat.split("/")[2])] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+        found, todo = [], [self.pid]
+        while todo:
+            cur = todo.pop()
+            kids = [p for p, pp in parent.items() if pp == cur]
+            found += kids
+            todo += kids
+        return found
+
     def kill(self):
+        """The target and every process it forked: no test leaves workers."""
+        for pid in self.descendants():
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
         if self.alive():
             self.proc.kill()
         self.proc.wait()
