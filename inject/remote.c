@@ -96,18 +96,21 @@ int inject_exc_begin(struct excursion *x, pid_t pid, struct borrowed *b,
 	return 0;
 }
 
-/* Resume until our sigreturn's syscall entry; 0, or -errno if the call
- * faulted or the process went away. */
-static int run_to_sigreturn(struct excursion *x, const char *what,
-			    struct inject_err *err)
+/*
+ * Resume the thread (stepping: to the next syscall stop) until a stop worth
+ * looking at, skipping interrupt stops and stop requests (dropped: not
+ * now).  0 with *sig the signal that stopped it (0 for a syscall stop) and
+ * r its registers, or -errno with a message.
+ */
+static int next_stop(struct excursion *x, const char *what, int stepping,
+		     int *sig, struct arch_regs *r, struct inject_err *err)
 {
 	pid_t tid = x->b->tid;
-	struct arch_regs r;
-	int status, q, sig;
+	int status, q;
 
 	for (;;) {
-		/* PTRACE_SYSCALL passes no signal: a stop request is dropped */
-		if ((q = ptr_syscall(tid)) || (q = ptr_wait(tid, &status)))
+		if ((q = stepping ? ptr_syscall(tid) : ptr_cont(tid, 0)) ||
+		    (q = ptr_wait(tid, &status)))
 			return inject_fail(err, q, "%s in %d: %s", what, (int)x->pid,
 					   strerror(-q));
 		if (!WIFSTOPPED(status))
@@ -115,56 +118,43 @@ static int run_to_sigreturn(struct excursion *x, const char *what,
 					   "(status 0x%x)", what, (int)x->pid, status);
 		if (ptr_is_event_stop(status))
 			continue;
-		if (!ptr_is_syscall_stop(status)) {
-			sig = WSTOPSIG(status);
-			if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN ||
-			    sig == SIGTTOU)
-				continue;	/* a stop request: not now */
-			return inject_fail(err, -EFAULT, "%s in %d: stopped by signal "
-					   "%d", what, (int)x->pid, sig);
-		}
-		r.len = sizeof(r.u);
-		if ((q = ptr_getregset(tid, NT_PRSTATUS, r.u.bytes, &r.len)))
+		*sig = ptr_is_syscall_stop(status) ? 0 : WSTOPSIG(status);
+		if (*sig == SIGSTOP || *sig == SIGTSTP || *sig == SIGTTIN ||
+		    *sig == SIGTTOU)
+			continue;
+		r->len = sizeof(r->u);
+		if ((q = ptr_getregset(tid, NT_PRSTATUS, r->u.bytes, &r->len)))
 			return inject_fail(err, q, "%s in %d: read registers: %s", what,
 					   (int)x->pid, strerror(-q));
-		if (arch_at_sigreturn(&r, x->gadget))
-			return 0;
+		return 0;
 	}
 }
 
-/* Resume until the marker stops the thread right after its sigreturn. */
-static int run_to_marker(struct excursion *x, const char *what,
-			 struct inject_err *err)
+/*
+ * Until the call is over: with a marker, the marker's stop right after our
+ * sigreturn (the thread is itself again); without, the entry of that
+ * sigreturn.  Any other signal is the call faulting.
+ */
+static int run_call(struct excursion *x, const char *what, struct inject_err *err)
 {
-	pid_t tid = x->b->tid;
 	struct arch_regs r;
-	int status, q, sig;
+	int q, sig = 0;
 
 	for (;;) {
-		if ((q = ptr_cont(tid, 0)) || (q = ptr_wait(tid, &status)))
-			return inject_fail(err, q, "%s in %d: %s", what, (int)x->pid,
-					   strerror(-q));
-		if (!WIFSTOPPED(status))
-			return inject_fail(err, -ESRCH, "%s in %d: the process ended "
-					   "(status 0x%x)", what, (int)x->pid, status);
-		if (ptr_is_event_stop(status))
-			continue;
-		sig = WSTOPSIG(status);
-		if (sig == x->marker) {
-			r.len = sizeof(r.u);
-			if ((q = ptr_getregset(tid, NT_PRSTATUS, r.u.bytes, &r.len)))
-				return inject_fail(err, q, "%s in %d: read registers: %s",
-						   what, (int)x->pid, strerror(-q));
+		if ((q = next_stop(x, what, !x->marker, &sig, &r, err)))
+			return q;
+		if (!x->marker && !sig && arch_at_sigreturn(&r, x->gadget))
+			return 0;
+		if (x->marker && sig == x->marker) {
 			if (arch_restored(&r, &x->b->regs)) {
-				x->armed = 0;	/* the thread is itself again */
+				x->armed = 0;
 				return 0;
 			}
-			continue;	/* not ours: dropped, like a stop request */
+			continue;	/* not ours: dropped */
 		}
-		if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU)
-			continue;
-		return inject_fail(err, -EFAULT, "%s in %d: stopped by signal %d",
-				   what, (int)x->pid, sig);
+		if (sig)
+			return inject_fail(err, -EFAULT, "%s in %d: stopped by signal "
+					   "%d", what, (int)x->pid, sig);
 	}
 }
 
@@ -185,7 +175,7 @@ int inject_exc_call(struct excursion *x, const char *what, raddr_t fn,
 	    (x->marker && (q = ptr_signal(x->pid, x->b->tid, x->marker))))
 		return inject_fail(err, q, "%s in %d: block signals: %s", what,
 				   (int)x->pid, strerror(-q));
-	return x->marker ? run_to_marker(x, what, err) : run_to_sigreturn(x, what, err);
+	return run_call(x, what, err);
 }
 
 /*

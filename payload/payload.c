@@ -200,6 +200,32 @@ static void dump(int reset)
 	}
 }
 
+/* A fresh session's counters (at start, in a forked child); inside
+ * cov_state_begin/end. */
+static void reset_counters(void)
+{
+	cov_state.dumps = cov_state.dump_errors = cov_state.dump_requests = 0;
+	cov_state.resets = 0;
+	cov_state.files = cov_state.lines = 0;
+	cov_state.last_dump_ns = 0;
+	cov_state.last_file[0] = cov_state.error[0] = 0;
+	dumped_files = dumped_lines = 0;
+}
+
+/* The payload thread, detached: 0 or pthread_create's error. */
+static int spawn(void *(*fn)(void *), void *arg)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int rc;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&t, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+	return rc;
+}
+
 /* ---- the interpreter's hooks (GIL held, in the host's thread) ----------- */
 
 /* atexit: the final snapshot, written right here, then nothing more. */
@@ -233,8 +259,6 @@ static void *payload_main(void *arg);
  */
 void cov_on_fork_child(void)
 {
-	pthread_attr_t attr;
-	pthread_t t;
 	int p[2];
 
 	if (cov_state.phase != COV_COLLECTING || exiting)
@@ -247,23 +271,15 @@ void cov_on_fork_child(void)
 		cov_signals_set_wake(p[1]);
 	}
 	cov_collect_rearm();
-	dumped_files = dumped_lines = 0;
 	cov_state_begin();
 	cov_state.pid = getpid();
 	cov_state.wake_fd = wake[1];
+	reset_counters();
 	cov_state.forked = 1;
-	cov_state.dumps = cov_state.dump_errors = cov_state.dump_requests = 0;
-	cov_state.resets = 0;
-	cov_state.files = cov_state.lines = 0;
-	cov_state.last_dump_ns = 0;
-	cov_state.last_file[0] = cov_state.error[0] = 0;
 	cov_state_end();
 	make_names();
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, payload_main, (void *)1))
+	if (spawn(payload_main, (void *)1))
 		set_error("forked child: cannot start the payload thread");
-	pthread_attr_destroy(&attr);
 }
 
 /*
@@ -535,8 +551,6 @@ EXPORT int cov_start(const char *config)
 
 static int start(const char *config)
 {
-	pthread_attr_t attr;
-	pthread_t t;
 	char drain[64];
 	uint32_t phase = cov_state.phase;
 	int rc;
@@ -558,7 +572,6 @@ static int start(const char *config)
 	while (read(wake[0], drain, sizeof(drain)) > 0)
 		;	/* requests left over from a previous run */
 	exiting = 0;
-	dumped_files = dumped_lines = 0;
 	cov_state_begin();
 	cov_state.starts++;
 	cov_state.phase = COV_STARTING;
@@ -568,18 +581,11 @@ static int start(const char *config)
 	cov_state.stop_sig = cov_cfg.stop_sig;
 	cov_state.chain = cov_cfg.chain;
 	cov_state.interval_ms = cov_cfg.interval_ms;
-	cov_state.dumps = cov_state.dump_errors = cov_state.dump_requests = 0;
-	cov_state.resets = cov_state.forked = cov_state.handlers_lost = 0;
-	cov_state.files = cov_state.lines = 0;
-	cov_state.last_dump_ns = 0;
-	cov_state.last_file[0] = cov_state.error[0] = 0;
+	reset_counters();
+	cov_state.forked = cov_state.handlers_lost = 0;
 	cov_state_end();
 	make_names();
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	rc = pthread_create(&t, &attr, payload_main, NULL);
-	pthread_attr_destroy(&attr);
-	if (rc) {
+	if ((rc = spawn(payload_main, NULL))) {
 		set_phase(COV_FAILED);
 		return rc;
 	}
