@@ -1,223 +1,317 @@
 /*
- * elf.c - find a dynamic symbol in an ELF64 shared object, from its bytes.
+ * elf.c - find a dynamic symbol, or a run of code, in an ELF64 object as it
+ * is mapped in memory: the target's own libc and our payload, read through
+ * a reader callback (process_vm_readv in inject.c).
  *
- * We read the target's own mapped file (through /proc/PID/map_files), never
- * our own libc: the target may be in another mount namespace or have an
- * older or newer libc.  The bytes are untrusted input: every offset is
- * checked against the buffer before use.
+ * Reading what is mapped, not a file, needs exactly ptrace's permission:
+ * /proc/PID/map_files needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN, and a
+ * path under /proc/PID/root may name a file replaced since it was mapped
+ * (a package upgrade) or nothing at all (our payload is a memfd).  Only
+ * what the dynamic loader itself uses is read: the program headers, the
+ * PT_DYNAMIC array, .dynsym, .dynstr, the GNU or SysV hash table and
+ * .gnu.version; section headers are not mapped and are never needed.
  *
- * Versioned names (dlopen@GLIBC_2.2.5 next to dlopen@@GLIBC_2.34) both
- * appear in .dynsym; we prefer the default version, whose .gnu.version entry
+ * The memory is untrusted input: every count is bounded, every read goes
+ * through the reader (which fails cleanly on an unmapped address), and
+ * each address is checked against the object's own span.
+ *
+ * glibc's loader rewrites some d_ptr values of a writable PT_DYNAMIC in
+ * place to absolute addresses (elf/get-dynamic-info.h, ADJUST_DYN_INFO);
+ * musl does not.  An address inside the object's span is taken as
+ * absolute, a smaller one as a vaddr to relocate.
+ *
+ * Versioned names (dlopen@GLIBC_2.2.5 next to dlopen@@GLIBC_2.34) share a
+ * hash chain; we prefer the default version, whose .gnu.version entry
  * lacks the hidden bit 0x8000, as the static linker would.
  */
 #include <elf.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include "elf.h"
 
-static int in_range(size_t len, uint64_t off, uint64_t size)
+#define MAX_PHDRS	64
+#define MAX_DYN		512
+#define MAX_CHAIN	(1u << 20)	/* symbols walked for one name */
+#define CODE_CHUNK	65536
+
+struct image {
+	const struct elf_image *im;
+	uint64_t bias;		/* load address minus vaddr */
+	uint64_t lo, hi;	/* mapped span, absolute */
+	uint64_t symtab, strtab, strsz, gnu_hash, sysv_hash, versym;
+	Elf64_Phdr ph[MAX_PHDRS];
+	unsigned nph;
+};
+
+static int rd(const struct image *m, uint64_t addr, void *buf, size_t len)
 {
-	return off <= len && size <= len - off;
-}
-
-static const Elf64_Shdr *section(const unsigned char *buf, size_t len,
-				 const Elf64_Ehdr *eh, unsigned idx)
-{
-	uint64_t off = eh->e_shoff + (uint64_t)idx * sizeof(Elf64_Shdr);
-
-	if (idx >= eh->e_shnum || !in_range(len, off, sizeof(Elf64_Shdr)))
-		return NULL;
-	return (const Elf64_Shdr *)(buf + off);
-}
-
-static int check_header(const unsigned char *buf, size_t len)
-{
-	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)buf;
-
-	if (((uintptr_t)buf % 8) != 0 || len < sizeof(*eh) ||
-	    memcmp(eh->e_ident, ELFMAG, SELFMAG) ||
-	    eh->e_ident[EI_CLASS] != ELFCLASS64 ||
-	    eh->e_shentsize != sizeof(Elf64_Shdr) || eh->e_shoff % 8 != 0)
+	if (addr < m->lo || addr > m->hi || len > m->hi - addr)
 		return -ENOEXEC;
-	return 0;
+	return m->im->read(m->im->ctx, addr, buf, len);
 }
 
-/* The lowest PT_LOAD p_vaddr, page-aligned: what the load base is relative to. */
-static uint64_t first_load(const unsigned char *buf, size_t len)
+/* The program headers, the bias and the span. */
+static int load_headers(struct image *m)
 {
-	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)buf;
-	uint64_t lowest = UINT64_MAX;
+	Elf64_Ehdr eh;
+	uint64_t lo = UINT64_MAX, hi = 0;
+	int r;
 
-	if (eh->e_phentsize != sizeof(Elf64_Phdr) || eh->e_phoff % 8)
-		return 0;
-	for (unsigned i = 0; i < eh->e_phnum; i++) {
-		uint64_t off = eh->e_phoff + (uint64_t)i * sizeof(Elf64_Phdr);
-		const Elf64_Phdr *ph;
-
-		if (!in_range(len, off, sizeof(*ph)))
-			return 0;
-		ph = (const Elf64_Phdr *)(buf + off);
-		if (ph->p_type == PT_LOAD && ph->p_vaddr < lowest)
-			lowest = ph->p_vaddr;
-	}
-	return lowest == UINT64_MAX ? 0 : lowest & ~4095ULL;
-}
-
-static int name_is(const unsigned char *buf, size_t len,
-		   const Elf64_Shdr *str, uint32_t name, const char *want)
-{
-	size_t wl = strlen(want);
-
-	if (name >= str->sh_size || !in_range(len, str->sh_offset + name, wl + 1))
-		return 0;
-	return memcmp(buf + str->sh_offset + name, want, wl + 1) == 0;
-}
-
-static const Elf64_Shdr *find_versym(const unsigned char *buf, size_t len,
-				     const Elf64_Ehdr *eh)
-{
-	for (unsigned i = 0; i < eh->e_shnum; i++) {
-		const Elf64_Shdr *sh = section(buf, len, eh, i);
-
-		if (sh && sh->sh_type == SHT_GNU_versym &&
-		    in_range(len, sh->sh_offset, sh->sh_size) &&
-		    sh->sh_offset % 2 == 0)
-			return sh;
-	}
-	return NULL;
-}
-
-int elf_lookup_mem(const unsigned char *buf, size_t len, const char *sym,
-		   struct elf_sym *out)
-{
-	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)buf;
-	const Elf64_Shdr *ds = NULL, *str, *ver;
-	uint64_t n, found = 0;
-	int have = 0;
-
-	if (check_header(buf, len))
+	if ((r = m->im->read(m->im->ctx, m->im->base, &eh, sizeof(eh))))
+		return r;
+	if (memcmp(eh.e_ident, ELFMAG, SELFMAG) || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+	    eh.e_phentsize != sizeof(Elf64_Phdr) || !eh.e_phnum ||
+	    eh.e_phnum > MAX_PHDRS || eh.e_phoff > 65536)
 		return -ENOEXEC;
-	for (unsigned i = 0; i < eh->e_shnum && !ds; i++) {
-		const Elf64_Shdr *sh = section(buf, len, eh, i);
+	m->nph = eh.e_phnum;
+	if ((r = m->im->read(m->im->ctx, m->im->base + eh.e_phoff, m->ph,
+			     m->nph * sizeof(Elf64_Phdr))))
+		return r;
+	for (unsigned i = 0; i < m->nph; i++) {
+		const Elf64_Phdr *p = &m->ph[i];
 
-		if (sh && sh->sh_type == SHT_DYNSYM)
-			ds = sh;
-	}
-	if (!ds || !in_range(len, ds->sh_offset, ds->sh_size) ||
-	    ds->sh_offset % 8 || !(str = section(buf, len, eh, ds->sh_link)) ||
-	    !in_range(len, str->sh_offset, str->sh_size))
-		return -ENOEXEC;
-	ver = find_versym(buf, len, eh);
-	n = ds->sh_size / sizeof(Elf64_Sym);
-	for (uint64_t i = 0; i < n; i++) {
-		const Elf64_Sym *s = (const Elf64_Sym *)(buf + ds->sh_offset) + i;
-		int hidden = 0;
-
-		if (s->st_shndx == SHN_UNDEF || s->st_value == 0 ||
-		    !name_is(buf, len, str, s->st_name, sym))
+		if (p->p_type != PT_LOAD)
 			continue;
-		if (ver && (i + 1) * 2 <= ver->sh_size)
-			hidden = ((const uint16_t *)(buf + ver->sh_offset))[i] & 0x8000;
-		if (!have || !hidden) {
-			found = s->st_value;
-			have = 1;
-			if (!hidden)
-				break;
-		}
-	}
-	if (!have)
-		return -ENOENT;
-	out->value = found;
-	out->load_vaddr = first_load(buf, len);
-	return 0;
-}
-
-int elf_find_code_mem(const unsigned char *buf, size_t len,
-		      const unsigned char *code, size_t clen, struct elf_sym *out)
-{
-	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)buf;
-
-	if (check_header(buf, len) || eh->e_phentsize != sizeof(Elf64_Phdr) ||
-	    eh->e_phoff % 8 || !clen)
-		return -ENOEXEC;
-	for (unsigned i = 0; i < eh->e_phnum; i++) {
-		uint64_t off = eh->e_phoff + (uint64_t)i * sizeof(Elf64_Phdr);
-		const Elf64_Phdr *ph;
-		const unsigned char *hit;
-
-		if (!in_range(len, off, sizeof(*ph)))
+		if (p->p_memsz > (1ULL << 40) || p->p_vaddr > (1ULL << 47))
 			return -ENOEXEC;
-		ph = (const Elf64_Phdr *)(buf + off);
-		if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) ||
-		    !in_range(len, ph->p_offset, ph->p_filesz))
-			continue;
-		hit = memmem(buf + ph->p_offset, ph->p_filesz, code, clen);
-		if (hit) {
-			out->value = ph->p_vaddr + (uint64_t)(hit - buf - ph->p_offset);
-			out->load_vaddr = first_load(buf, len);
+		if (p->p_vaddr < lo)
+			lo = p->p_vaddr;
+		if (p->p_vaddr + p->p_memsz > hi)
+			hi = p->p_vaddr + p->p_memsz;
+	}
+	if (lo == UINT64_MAX)
+		return -ENOEXEC;
+	lo &= ~4095ULL;
+	m->bias = m->im->base - lo;
+	m->lo = m->im->base;
+	m->hi = m->bias + hi;
+	return m->hi < m->lo ? -ENOEXEC : 0;
+}
+
+static uint64_t absolute(const struct image *m, uint64_t v)
+{
+	if (v >= m->lo && v < m->hi)
+		return v;
+	return v < m->hi - m->lo ? v + m->bias : 0;
+}
+
+/* DT_SYMTAB, DT_STRTAB, DT_STRSZ, the hash tables and DT_VERSYM. */
+static int load_dynamic(struct image *m)
+{
+	const Elf64_Phdr *dyn = NULL;
+	Elf64_Dyn d[32];
+	uint64_t at, total;
+	int r;
+
+	for (unsigned i = 0; i < m->nph && !dyn; i++)
+		if (m->ph[i].p_type == PT_DYNAMIC)
+			dyn = &m->ph[i];
+	if (!dyn)
+		return -ENOEXEC;
+	at = m->bias + dyn->p_vaddr;
+	total = dyn->p_memsz / sizeof(Elf64_Dyn);
+	for (unsigned n = 0; n < total && n < MAX_DYN; n += 32, at += sizeof(d)) {
+		unsigned k = total - n < 32 ? total - n : 32;
+
+		if ((r = rd(m, at, d, k * sizeof(d[0]))))
+			return r;
+		for (unsigned i = 0; i < k; i++) {
+			uint64_t v = d[i].d_un.d_ptr;
+
+			switch (d[i].d_tag) {
+			case DT_NULL:
+				return m->symtab && m->strtab ? 0 : -ENOEXEC;
+			case DT_SYMTAB: m->symtab = absolute(m, v); break;
+			case DT_STRTAB: m->strtab = absolute(m, v); break;
+			case DT_STRSZ: m->strsz = v; break;
+			case DT_GNU_HASH: m->gnu_hash = absolute(m, v); break;
+			case DT_HASH: m->sysv_hash = absolute(m, v); break;
+			case DT_VERSYM: m->versym = absolute(m, v); break;
+			}
+		}
+	}
+	return -ENOEXEC;
+}
+
+/*
+ * Symbol idx, if it is a definition named want: 0 no, 1 yes (hidden
+ * version), 2 yes (default version); -errno if unreadable.
+ */
+static int match(const struct image *m, uint32_t idx, const char *want,
+		 uint64_t *value)
+{
+	char name[128];
+	size_t wl = strlen(want) + 1;
+	uint16_t ver = 0;
+	Elf64_Sym s;
+	int r;
+
+	if ((r = rd(m, m->symtab + (uint64_t)idx * sizeof(s), &s, sizeof(s))))
+		return r;
+	if (s.st_shndx == SHN_UNDEF || !s.st_value || s.st_name >= m->strsz ||
+	    wl > sizeof(name) || wl > m->strsz - s.st_name ||
+	    ELF64_ST_TYPE(s.st_info) == STT_GNU_IFUNC)
+		return 0;
+	if ((r = rd(m, m->strtab + s.st_name, name, wl)))
+		return r;
+	if (memcmp(name, want, wl))
+		return 0;
+	if (m->versym && rd(m, m->versym + (uint64_t)idx * 2, &ver, sizeof(ver)))
+		ver = 0;
+	*value = m->bias + s.st_value;
+	return ver & 0x8000 ? 1 : 2;
+}
+
+/* Keep the best candidate: 0 go on, 1 done (a default version). */
+static int consider(int r, uint64_t v, int *best, uint64_t *out)
+{
+	if (r > *best) {
+		*best = r;
+		*out = v;
+	}
+	return r == 2;
+}
+
+static uint32_t gnu_hash(const char *s)
+{
+	uint32_t h = 5381;
+
+	while (*s)
+		h = h * 33 + (unsigned char)*s++;
+	return h;
+}
+
+/* The GNU hash table (binutils' --hash-style=gnu, the default today). */
+static int lookup_gnu(const struct image *m, const char *sym, int *best,
+		      uint64_t *out)
+{
+	uint32_t hdr[4], h = gnu_hash(sym), idx, ch;
+	uint64_t buckets, chain, v = 0;
+	int r;
+
+	if ((r = rd(m, m->gnu_hash, hdr, sizeof(hdr))))
+		return r;
+	if (!hdr[0] || hdr[2] > (1u << 24))
+		return -ENOEXEC;
+	buckets = m->gnu_hash + 16 + (uint64_t)hdr[2] * 8;
+	chain = buckets + (uint64_t)hdr[0] * 4;
+	if ((r = rd(m, buckets + (uint64_t)(h % hdr[0]) * 4, &idx, sizeof(idx))))
+		return r;
+	if (idx < hdr[1])
+		return 0;
+	for (unsigned n = 0; n < MAX_CHAIN; n++, idx++) {
+		if ((r = rd(m, chain + (uint64_t)(idx - hdr[1]) * 4, &ch, sizeof(ch))))
+			return r;
+		if ((ch | 1) == (h | 1)) {
+			if ((r = match(m, idx, sym, &v)) < 0)
+				return r;
+			if (consider(r, v, best, out))
+				return 0;
+		}
+		if (ch & 1)
+			return 0;
+	}
+	return -ENOEXEC;
+}
+
+static uint32_t sysv_hash(const char *s)
+{
+	uint32_t h = 0, g;
+
+	while (*s) {
+		h = (h << 4) + (unsigned char)*s++;
+		g = h & 0xf0000000u;
+		h ^= g >> 24;
+		h &= ~g;
+	}
+	return h;
+}
+
+/* The SysV hash table (older objects, musl's default). */
+static int lookup_sysv(const struct image *m, const char *sym, int *best,
+		       uint64_t *out)
+{
+	uint32_t hdr[2], idx;
+	uint64_t v = 0;
+	int r;
+
+	if ((r = rd(m, m->sysv_hash, hdr, sizeof(hdr))))
+		return r;
+	if (!hdr[0] || !hdr[1] || hdr[1] > MAX_CHAIN)
+		return -ENOEXEC;
+	if ((r = rd(m, m->sysv_hash + 8 + (uint64_t)(sysv_hash(sym) % hdr[0]) * 4,
+		    &idx, sizeof(idx))))
+		return r;
+	for (unsigned n = 0; idx && idx < hdr[1] && n < MAX_CHAIN; n++) {
+		if ((r = match(m, idx, sym, &v)) < 0)
+			return r;
+		if (consider(r, v, best, out))
+			return 0;
+		if ((r = rd(m, m->sysv_hash + 8 + (uint64_t)hdr[0] * 4 + (uint64_t)idx * 4,
+			    &idx, sizeof(idx))))
+			return r;
+	}
+	return 0;
+}
+
+int elf_image_symbol(const struct elf_image *im, const char *sym, uint64_t *addr)
+{
+	struct image m = { .im = im };
+	int r, best = 0;
+
+	if ((r = load_headers(&m)) || (r = load_dynamic(&m)))
+		return r;
+	if (m.gnu_hash)
+		r = lookup_gnu(&m, sym, &best, addr);
+	else if (m.sysv_hash)
+		r = lookup_sysv(&m, sym, &best, addr);
+	else
+		r = -ENOEXEC;
+	return r ? r : best ? 0 : -ENOENT;
+}
+
+/* The first occurrence of code in one executable segment, read in chunks
+ * that overlap by clen - 1 bytes so no occurrence straddles two. */
+static int find_in_segment(const struct image *m, const Elf64_Phdr *p,
+			   const unsigned char *code, size_t clen, uint64_t *addr)
+{
+	static unsigned char buf[CODE_CHUNK];
+	uint64_t at = m->bias + p->p_vaddr, end = at + p->p_memsz;
+	const unsigned char *hit;
+
+	while (at < end && end - at >= clen) {
+		size_t n = end - at < sizeof(buf) ? end - at : sizeof(buf);
+		int r = rd(m, at, buf, n);
+
+		if (r)
+			return r;
+		if ((hit = memmem(buf, n, code, clen))) {
+			*addr = at + (uint64_t)(hit - buf);
 			return 0;
 		}
+		if (n < sizeof(buf))
+			break;
+		at += n - (clen - 1);
 	}
 	return -ENOENT;
 }
 
-/* Map path read-only and run fn on its bytes. */
-static int with_file(const char *path, int (*fn)(const unsigned char *, size_t,
-						 const void *, size_t, struct elf_sym *),
-		     const void *what, size_t wlen, struct elf_sym *out)
+int elf_image_find_code(const struct elf_image *im, const unsigned char *code,
+			size_t clen, uint64_t *addr)
 {
-	struct stat st;
-	void *map;
-	int fd, r;
+	struct image m = { .im = im };
+	int r;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		close(fd);
+	if (!clen || clen > 256)
+		return -EINVAL;
+	if ((r = load_headers(&m)))
 		return r;
+	for (unsigned i = 0; i < m.nph; i++) {
+		if (m.ph[i].p_type != PT_LOAD || !(m.ph[i].p_flags & PF_X))
+			continue;
+		r = find_in_segment(&m, &m.ph[i], code, clen, addr);
+		if (r != -ENOENT)
+			return r;
 	}
-	if (st.st_size <= 0) {
-		close(fd);
-		return -ENOEXEC;
-	}
-	map = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (map == MAP_FAILED) {
-		r = -errno;
-		close(fd);
-		return r;
-	}
-	close(fd);
-	r = fn(map, st.st_size, what, wlen, out);
-	munmap(map, st.st_size);
-	return r;
-}
-
-static int lookup_adapter(const unsigned char *buf, size_t len, const void *sym,
-			  size_t unused, struct elf_sym *out)
-{
-	(void)unused;
-	return elf_lookup_mem(buf, len, sym, out);
-}
-
-static int code_adapter(const unsigned char *buf, size_t len, const void *code,
-			size_t clen, struct elf_sym *out)
-{
-	return elf_find_code_mem(buf, len, code, clen, out);
-}
-
-int elf_lookup_file(const char *path, const char *sym, struct elf_sym *out)
-{
-	return with_file(path, lookup_adapter, sym, 0, out);
-}
-
-int elf_find_code_file(const char *path, const unsigned char *code, size_t clen,
-		       struct elf_sym *out)
-{
-	return with_file(path, code_adapter, code, clen, out);
+	return -ENOENT;
 }

@@ -1,26 +1,24 @@
-/* elf.h - dynamic symbol lookup in ELF64 files (inject/elf.c). */
+/* elf.h - dynamic symbols and code in a mapped ELF64 object (inject/elf.c). */
 #ifndef COVINJECT_ELF_H
 #define COVINJECT_ELF_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-struct elf_sym {
-	uint64_t value;		/* st_value */
-	uint64_t load_vaddr;	/* lowest PT_LOAD vaddr, page-aligned */
+/* An object as mapped: its ELF header at base, read through read(). */
+struct elf_image {
+	int (*read)(void *ctx, uint64_t addr, void *buf, size_t len); /* 0, -errno */
+	void *ctx;
+	uint64_t base;		/* the mapping at file offset 0 */
 };
 
-/* 0, -ENOENT (no such symbol) or -ENOEXEC (not a usable ELF64). */
-int elf_lookup_mem(const unsigned char *buf, size_t len, const char *sym,
-		   struct elf_sym *out) __attribute__((warn_unused_result));
-int elf_lookup_file(const char *path, const char *sym, struct elf_sym *out)
+/* The address of sym's definition: 0, -ENOENT (no such symbol),
+ * -ENOEXEC (not a usable ELF64 image) or the reader's -errno. */
+int elf_image_symbol(const struct elf_image *im, const char *sym, uint64_t *addr)
 	__attribute__((warn_unused_result));
 
-/* The first occurrence of code in an executable segment: value = its vaddr. */
-int elf_find_code_mem(const unsigned char *buf, size_t len,
-		      const unsigned char *code, size_t clen, struct elf_sym *out)
-	__attribute__((warn_unused_result));
-int elf_find_code_file(const char *path, const unsigned char *code, size_t clen,
-		       struct elf_sym *out) __attribute__((warn_unused_result));
+/* The address of the first occurrence of code in an executable segment. */
+int elf_image_find_code(const struct elf_image *im, const unsigned char *code,
+			size_t clen, uint64_t *addr) __attribute__((warn_unused_result));
 
 #endif

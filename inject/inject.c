@@ -4,7 +4,7 @@
  *
  * The recipe (DESIGN.md, "the path of one start"):
  *   1. resolve memfd_create/dlopen/close and the sigreturn code in the
- *      target's own libc, from its mapped file: nothing is stopped yet;
+ *      target's own libc, read from its memory: nothing is stopped yet;
  *   2. borrow one thread (borrow.c): idle in a syscall, or running Python;
  *   3. self-completing remote calls in it (remote.c):
  *      memfd_create -> (we write the bytes through /proc/PID/fd/N) ->
@@ -73,19 +73,27 @@ int inject_read(pid_t pid, raddr_t addr, void *buf, size_t len)
 	return (size_t)n == len ? 0 : -EFAULT;
 }
 
-/* Address of sym in the mapped file that matches, from that file's ELF. */
+static int read_target(void *ctx, uint64_t addr, void *buf, size_t len)
+{
+	return inject_read(*(pid_t *)ctx, addr, buf, len);
+}
+
+/* Address of sym in the first mapped object that matches, read from the
+ * target's memory: exactly what ptrace permits (elf.c). */
 static int resolve(pid_t pid, maps_match_fn match, const char *sym,
 		   raddr_t *addr)
 {
 	struct lib_map lm;
-	struct elf_sym es;
+	struct elf_image im = { read_target, &pid, 0 };
+	uint64_t a;
 	int r;
 
 	if ((r = maps_find(pid, match, &lm)))
 		return r;
-	if ((r = elf_lookup_file(lm.map_file, sym, &es)))
+	im.base = lm.start;
+	if ((r = elf_image_symbol(&im, sym, &a)))
 		return r;
-	*addr = lm.start - es.load_vaddr + es.value;
+	*addr = a;
 	return 0;
 }
 
@@ -109,7 +117,6 @@ static int resolve_libc(pid_t pid, struct libc_fns *f, struct inject_err *err)
 	};
 	const unsigned char *code;
 	struct lib_map lm;
-	struct elf_sym es;
 	size_t clen;
 	int r;
 
@@ -125,11 +132,14 @@ static int resolve_libc(pid_t pid, struct libc_fns *f, struct inject_err *err)
 					   want[i].name, (int)pid, strerror(-r));
 	}
 	code = arch_sigreturn_code(&clen);
-	if ((r = maps_find(pid, maps_is_libc, &lm)) ||
-	    (r = elf_find_code_file(lm.map_file, code, clen, &es)))
+	if ((r = maps_find(pid, maps_is_libc, &lm)) == 0) {
+		struct elf_image im = { read_target, &pid, lm.start };
+
+		r = elf_image_find_code(&im, code, clen, &f->sigreturn);
+	}
+	if (r)
 		return inject_fail(err, r, "find the sigreturn code in the libc of %d: %s",
 				   (int)pid, strerror(-r));
-	f->sigreturn = lm.start - es.load_vaddr + es.value;
 	return 0;
 }
 

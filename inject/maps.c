@@ -103,9 +103,6 @@ int maps_find(pid_t pid, maps_match_fn match, struct lib_map *out)
 			found = 1;
 			out->start = e.start;
 			snprintf(out->path, sizeof(out->path), "%s", e.path);
-			snprintf(out->map_file, sizeof(out->map_file),
-				 "/proc/%d/map_files/%" PRIx64 "-%" PRIx64,
-				 (int)pid, e.start, e.end);
 		} else if (strcmp(e.path, out->path)) {
 			break;
 		}

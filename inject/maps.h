@@ -14,11 +14,10 @@ struct map_entry {
 	char path[MAPS_PATH_MAX];
 };
 
-/* One mapped file of the target: its load address and a way to read it. */
+/* One mapped file of the target: where its ELF header is mapped. */
 struct lib_map {
 	uint64_t start;		/* start of the mapping at file offset 0 */
 	uint64_t end;		/* end of its last mapping */
-	char map_file[96];	/* /proc/PID/map_files/S-E: the very inode mapped */
 	char path[MAPS_PATH_MAX];
 };
 

@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
+#include "../inject/arch.h"
 #include "../inject/maps.h"
 #include "../inject/elf.h"
 #include "../cli/cli.h"
@@ -153,41 +155,44 @@ static void test_maps(void)
 	CHECK("is_payload_other", !maps_is_payload("/memfd:other (deleted)"));
 }
 
-/* This process's libc as mapped: path and start of its offset-0 mapping. */
-static int find_own_libc(char *path, size_t len, uint64_t *start)
+/* This process's memory, as inject.c reads the target's. */
+static int read_self(void *ctx, uint64_t addr, void *buf, size_t len)
 {
-	char line[MAPS_PATH_MAX + 128];
-	struct map_entry e;
-	FILE *f = fopen("/proc/self/maps", "re");
-	int found = 0;
+	struct iovec l = { buf, len }, r = { (void *)(uintptr_t)addr, len };
+	ssize_t n = process_vm_readv(getpid(), &l, 1, &r, 1, 0);
 
-	if (!f)
-		return 0;
-	while (!found && fgets(line, sizeof(line), f)) {
-		if (maps_parse_line(line, &e) || !maps_is_libc(e.path) ||
-		    e.offset != 0)
-			continue;
-		snprintf(path, len, "%s", e.path);
-		*start = e.start;
-		found = 1;
-	}
-	fclose(f);
-	return found;
+	(void)ctx;
+	if (n < 0)
+		return -errno;
+	return (size_t)n == len ? 0 : -EFAULT;
 }
 
-/* elf_lookup_mem on the first len bytes of buf, copied to fresh memory. */
-static int lookup_prefix(const unsigned char *buf, size_t len, const char *sym,
-			 struct elf_sym *out)
-{
-	unsigned char *copy = malloc(len ? len : 1);
-	int r;
+/* A copy of a mapped object: reads past its end fail as unmapped memory. */
+struct copy {
+	unsigned char *p;
+	size_t len;
+	uint64_t base;
+};
 
-	if (!copy)
-		return -ENOMEM;
-	memcpy(copy, buf, len);
-	r = elf_lookup_mem(copy, len, sym, out);
-	free(copy);
-	return r;
+static int read_copy(void *ctx, uint64_t addr, void *buf, size_t len)
+{
+	const struct copy *c = ctx;
+
+	if (addr < c->base || addr - c->base > c->len || len > c->len - (addr - c->base))
+		return -EFAULT;
+	memcpy(buf, c->p + (addr - c->base), len);
+	return 0;
+}
+
+/* start..end of this process, page by page; unreadable pages stay zero. */
+static unsigned char *copy_mapped(uint64_t start, uint64_t end)
+{
+	unsigned char *p = calloc(1, end - start);
+
+	for (uint64_t a = start; p && a < end; a += 4096)
+		if (read_self(NULL, a, p + (a - start), 4096))
+			memset(p + (a - start), 0, 4096);
+	return p;
 }
 
 /*
@@ -204,111 +209,99 @@ static int lookup_prefix(const unsigned char *buf, size_t len, const char *sym,
 #define ASAN_INTERPOSES(sym) 0
 #endif
 
-static void test_elf(void)
+static const char *const elf_syms[] = { "close", "memfd_create", "dlopen" };
+
+/* Our own libc as mapped, read the way the target's is: dlsym agrees. */
+static void test_elf_self(const struct lib_map *lm)
 {
-	static const char *const syms[] = { "close", "memfd_create", "dlopen" };
-	char libc[MAPS_PATH_MAX], name[64], path[PATH_MAX];
-	const Elf64_Ehdr *eh;
-	Elf64_Shdr *sh;
-	struct elf_sym s, m;
-	unsigned char *buf;
-	uint64_t start = 0;
-	unsigned dynsym = 0, found = 0;
-	size_t len = 0;
+	struct elf_image im = { read_self, NULL, lm->start };
+	const unsigned char *code;
+	char name[64];
+	uint64_t got;
+	size_t clen;
 	int r;
 
-	if (!find_own_libc(libc, sizeof(libc), &start)) {
-		check("elf_own_libc", 0, "no libc in /proc/self/maps");
-		return;
-	}
-	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
-		void *want = dlsym(RTLD_DEFAULT, syms[i]);
-		uint64_t got;
+	for (size_t i = 0; i < sizeof(elf_syms) / sizeof(elf_syms[0]); i++) {
+		void *want = dlsym(RTLD_DEFAULT, elf_syms[i]);
 
-		r = elf_lookup_file(libc, syms[i], &s);
-		snprintf(name, sizeof(name), "elf_file_%s", syms[i]);
-		check(name, r == 0, "%s in %s: %d", syms[i], libc, r);
-		if (r || ASAN_INTERPOSES(syms[i]))
+		r = elf_image_symbol(&im, elf_syms[i], &got);
+		snprintf(name, sizeof(name), "elf_image_%s", elf_syms[i]);
+		check(name, r == 0, "%s in %s: %d", elf_syms[i], lm->path, r);
+		if (r || ASAN_INTERPOSES(elf_syms[i]))
 			continue;
-		got = start - s.load_vaddr + s.value;
-		snprintf(name, sizeof(name), "elf_addr_%s", syms[i]);
+		snprintf(name, sizeof(name), "elf_addr_%s", elf_syms[i]);
 		check(name, got == (uintptr_t)want, "computed %#llx, dlsym %p",
 		      (unsigned long long)got, want);
 	}
-	r = elf_lookup_file(libc, "covinject_no_such_symbol", &s);
+	r = elf_image_symbol(&im, "covinject_no_such_symbol", &got);
 	check("elf_missing_sym", r == -ENOENT, "got %d", r);
-	r = elf_lookup_file("/nonexistent/libc.so.6", "close", &s);
-	check("elf_missing_file", r == -ENOENT, "got %d", r);
-	tmp_path(path, sizeof(path), "not-elf");
-	write_file(path, "this is not an ELF file, only some text\n");
-	r = elf_lookup_file(path, "close", &s);
-	check("elf_not_elf", r == -ENOEXEC, "got %d", r);
-	tmp_path(path, sizeof(path), "empty");
-	write_file(path, "");
-	r = elf_lookup_file(path, "close", &s);
-	check("elf_empty_file", r == -ENOEXEC, "got %d", r);
+	code = arch_sigreturn_code(&clen);
+	r = elf_image_find_code(&im, code, clen, &got);
+	check("elf_sigreturn", r == 0 && !memcmp((void *)(uintptr_t)got, code, clen),
+	      "got %d at %#llx", r, (unsigned long long)got);
+	im.base = lm->start + 4096;
+	r = elf_image_symbol(&im, "close", &got);
+	check("elf_not_a_header", r == -ENOEXEC, "got %d", r);
+	im.base = 8;
+	r = elf_image_symbol(&im, "close", &got);
+	check("elf_unmapped", r == -EFAULT, "got %d", r);
+}
 
-	/* The same bytes from memory, whole, misaligned and truncated. */
-	if (!(buf = read_file(libc, &len))) {
-		check("elf_read_libc", 0, "cannot read %s", libc);
+/* The same bytes copied, cut short and corrupted: errors, never a crash
+ * or another answer. */
+static void test_elf_copy(const struct lib_map *lm, uint64_t want)
+{
+	struct copy c = { copy_mapped(lm->start, lm->end), lm->end - lm->start, lm->start };
+	struct elf_image im = { read_copy, &c, lm->start };
+	unsigned errors = 0, wrong = 0;
+	size_t full = c.len;
+	uint64_t got;
+	int r;
+
+	if (!c.p) {
+		check("elf_copy", 0, "cannot copy %s", lm->path);
 		return;
 	}
-	eh = (const Elf64_Ehdr *)buf;
-	r = elf_lookup_mem(buf, len, "close", &m);
-	CHECK("elf_mem_whole", r == 0);
-	r = elf_lookup_file(libc, "close", &s);
-	CHECK("elf_mem_same", r == 0 && m.value == s.value &&
-	      m.load_vaddr == s.load_vaddr);
-	memmove(buf + 1, buf, len);
-	r = elf_lookup_mem(buf + 1, len, "close", &m);
-	check("elf_misaligned", r == -ENOEXEC, "got %d", r);
-	memmove(buf, buf + 1, len);
-	r = lookup_prefix(buf, 0, "close", &m);
-	check("elf_trunc_0", r == -ENOEXEC, "got %d", r);
-	r = lookup_prefix(buf, 64, "close", &m);
-	check("elf_trunc_64", r == -ENOEXEC, "got %d", r);
-	r = lookup_prefix(buf, 4096, "close", &m);
-	check("elf_trunc_4096", r == -ENOEXEC, "got %d", r);
-	r = lookup_prefix(buf, eh->e_shoff, "close", &m);
-	check("elf_trunc_no_shdrs", r == -ENOEXEC, "got %d", r);
-	r = lookup_prefix(buf, eh->e_shoff + 32, "close", &m);
-	check("elf_trunc_half_shdr", r == -ENOEXEC, "got %d", r);
-
-	/* Cut the section table anywhere: an error until .dynsym's header is
-	 * whole, and never a crash or a different answer. */
-	for (unsigned i = 0; i < eh->e_shnum; i++) {
-		sh = (Elf64_Shdr *)(buf + eh->e_shoff) + i;
-		if (sh->sh_type == SHT_DYNSYM) {
-			dynsym = i;
-			break;
-		}
+	r = elf_image_symbol(&im, "close", &got);
+	check("elf_copy_same", r == 0 && got == want, "got %d %#llx", r,
+	      (unsigned long long)got);
+	for (c.len = 0; c.len < full; c.len += c.len < 65536 ? 61 : 40961) {
+		r = elf_image_symbol(&im, "close", &got);
+		errors += r != 0;
+		wrong += r == 0 && got != want;
 	}
-	for (size_t cut = eh->e_shoff; cut < len; cut += 24) {
-		r = lookup_prefix(buf, cut, "close", &m);
-		if (cut < eh->e_shoff + (dynsym + 1) * sizeof(Elf64_Shdr) ?
-		    r != -ENOEXEC : r != 0 && r != -ENOEXEC) {
-			check("elf_trunc_sweep", 0, "cut %zu: %d", cut, r);
-			break;
-		}
-		if (r == 0 && m.value != s.value) {
-			check("elf_trunc_sweep", 0, "cut %zu: value %#llx", cut,
-			      (unsigned long long)m.value);
-			break;
-		}
-		found += r == 0;
-	}
-	check("elf_trunc_found", dynsym > 0 && found > 0,
-	      ".dynsym is section %u, found in %u cuts", dynsym, found);
+	check("elf_trunc_sweep", errors > 0 && !wrong, "%u errors, %u wrong", errors, wrong);
+	c.len = full;
+	srand(42);
+	for (int i = 0; i < 3000; i++) {
+		size_t at = (size_t)rand() % (i % 2 ? 4096 : full);
+		unsigned char old = c.p[at];
 
-	/* Corrupt headers: errors, not wild reads. */
-	sh = (Elf64_Shdr *)(buf + eh->e_shoff) + dynsym;
-	sh->sh_link = 0xffff;
-	r = elf_lookup_mem(buf, len, "close", &m);
-	check("elf_bad_link", r == -ENOEXEC, "got %d", r);
-	sh->sh_size = UINT64_MAX - 7;
-	r = elf_lookup_mem(buf, len, "close", &m);
-	check("elf_bad_dynsym_size", r == -ENOEXEC, "got %d", r);
-	free(buf);
+		c.p[at] ^= (unsigned char)(1 + rand() % 255);
+		r = elf_image_symbol(&im, "close", &got);
+		c.p[at] = old;
+		(void)r;	/* any answer; ASan (make sanitize) sees bad reads */
+	}
+	c.p[0] = 0;
+	r = elf_image_symbol(&im, "close", &got);
+	check("elf_bad_magic", r == -ENOEXEC, "got %d", r);
+	free(c.p);
+}
+
+static void test_elf(void)
+{
+	struct lib_map lm;
+	struct elf_image im = { read_self, NULL, 0 };
+	uint64_t want = 0;
+	int r = maps_find(getpid(), maps_is_libc, &lm);
+
+	check("elf_own_libc", r == 0, "no libc in /proc/self/maps: %d", r);
+	if (r)
+		return;
+	test_elf_self(&lm);
+	im.base = lm.start;
+	if (elf_image_symbol(&im, "close", &want) == 0)
+		test_elf_copy(&lm, want);
 }
 
 static void test_signals(void)
