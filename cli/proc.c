@@ -91,7 +91,16 @@ int cli_proc_status_parse(const char *text, struct proc_status *st)
 				st->sigcgt = strtoull(v, NULL, 16);
 			} else if (k == 6 && !strncmp(line, "SigIgn", 6)) {
 				st->sigign = strtoull(v, NULL, 16);
-			} else if (k == 7 && !strncmp(line, "Kthread", 7)) {
+			} else if (k == 5 && !strncmp(line, "NSpid", 5)) {
+				char *end;
+				long n;
+
+				/* outermost first: the last is its own namespace's */
+				while ((n = strtol(v, &end, 10)) > 0 && end != v) {
+					st->nspid = (pid_t)n;
+					v = end;
+				}
+			} else if (k == 7 && !strncmp(line, "Kthread", 7)) {			} else if (k == 7 && !strncmp(line, "Kthread", 7)) {
 				st->kthread = atoi(v);
 			}
 		}
@@ -208,4 +217,18 @@ int cli_read_state(pid_t pid, struct cov_state *out)
 		usleep(100);
 	}
 	return -EAGAIN;
+}
+
+/*
+ * The collector records getpid(), the pid in the target's own pid
+ * namespace (a container's 1); we name it by the pid we see.  NSpid (Linux
+ * 4.1) gives both; without it the two namespaces are one.
+ */
+int cli_state_is_own(pid_t pid, const struct cov_state *s)
+{
+	struct proc_status st;
+
+	if (cli_proc_status(pid, &st))
+		return 0;
+	return s->pid == (st.nspid ? st.nspid : pid);
 }

@@ -89,7 +89,7 @@ static int skip_descendant(const struct cli_command *c, pid_t pid)
 	}
 	if (!c->needs_collecting)
 		return 0;
-	if (cli_read_state(pid, &s) || s.pid != pid) {
+	if (cli_read_state(pid, &s) || !cli_state_is_own(pid, &s)) {
 		printf("%d: skipped: covinject is not loaded in it\n", (int)pid);
 		return 1;
 	}

@@ -389,7 +389,8 @@ static void test_proc_status(void)
 		"Gid:\t100\t101\t102\t103\n"
 		"FDSize:\t64\n"
 		"Groups:\t4 24 27 1000 \n"
-		"NStgid:\t4242\n"
+		"NStgid:\t4242\t1\n"
+		"NSpid:\t4242\t17\t1\n"
 		"SigQ:\t0/63428\n"
 		"SigPnd:\t0000000000000000\n"
 		"SigBlk:\t0000000000000000\n"
@@ -416,6 +417,7 @@ static void test_proc_status(void)
 	CHECK("status_sigcgt_usr2", st.sigcgt & (1ULL << (SIGUSR2 - 1)));
 	CHECK("status_sigcgt_hup", !(st.sigcgt & (1ULL << (SIGHUP - 1))));
 	CHECK("status_sigign_pipe", st.sigign & (1ULL << (SIGPIPE - 1)));
+	check("status_nspid", st.nspid == 1, "%d", (int)st.nspid);
 	CHECK("status_no_state", cli_proc_status_parse("Name:\tx\n", &st) ==
 	      -EINVAL);
 	CHECK("status_empty", cli_proc_status_parse("", &st) == -EINVAL);
@@ -431,6 +433,7 @@ static void test_proc_status(void)
 	check("self_status_name", !strncmp(st.name,
 	      program_invocation_short_name, 15), "'%s'", st.name);
 	CHECK("self_status_state", st.state == 'R');
+	check("self_status_nspid", st.nspid == getpid(), "%d", (int)st.nspid);
 	CHECK("self_status_uid", st.uid == getuid() && st.euid == geteuid());
 	CHECK("self_status_gid", st.gid == getgid() && st.egid == getegid());
 	CHECK("self_status_groups", st.ngroups == getgroups(0, NULL));
