@@ -25,10 +25,10 @@ $(error covinject does not support $(ARCH) yet: add inject/arch/$(ARCH).c (see i
 endif
 
 INJECT_OBJ := inject/inject.o inject/borrow.o inject/remote.o inject/ptrace.o \
-	inject/elf.o inject/maps.o \
+	inject/elf.o inject/maps.o inject/fdpass.o \
 	inject/arch/$(ARCH).o
 CLI_OBJ := cli/main.o cli/start.o cli/control.o cli/tree.o cli/util.o \
-	cli/proc.o cli/signames.o
+	cli/proc.o cli/signames.o cli/paths.o
 PAYLOAD_OBJ := payload/payload.o payload/pyapi.o payload/collect.o \
 	payload/store.o payload/writer.o payload/config.o payload/signals.o \
 	payload/hooks.o payload/modules.o payload/arcs.o
@@ -154,11 +154,11 @@ sanitize: $(SAN_DIR)/covinject $(SAN_DIR)/test/unit \
 	@$(SAN_CLI_RUN); \
 	san 0 --help; san 0 --version; san 0 start --help; san 0 status --help; \
 	san 2; san 2 bogus; san 2 start; san 2 start abc; san 2 start 0; \
-	san 2 start 1; san 2 start 1 2; san 2 start --bogus 2; \
+	san 1 start 1; san 2 start 1 2; san 2 start --bogus 2; \
 	san 2 start --dump-signal KILL 2; san 2 start --dump-signal NOPE 2; \
 	san 2 start --dump-signal USR1 --stop-signal USR1 2; \
 	san 2 start --timeout -1 2; san 2 start --interval x 2; \
-	san 2 dump -o /tmp 2; san 2 start --source; \
+	san 2 status -o /tmp 2; san 2 start --source; \
 	san 1 status 4194304; san 1 start 4194304; san 0 status $$$$; \
 	san 1 start $$$$; san 1 dump --tree $$$$; san 1 start -o /nonexistent $$$$; \
 	echo "sanitize: covinject --help and bad invocations: clean"

@@ -16,6 +16,7 @@
 
 struct cli_opts {
 	const char *out_dir;
+	int out_given;		/* -o was given (dump, stop: a new directory) */
 	const char *sources[64];
 	int nsources;
 	const char *includes[64], *omits[64];	/* coverage.py file patterns */
@@ -43,6 +44,7 @@ struct proc_status {
 	int ngroups;
 	uint64_t sigcgt, sigign;
 	int kthread;
+	pid_t nspid;		/* the pid it knows itself by: NSpid's last field */
 	uint64_t starttime;	/* field 22 of /proc/PID/stat: tells reused pids apart */
 };
 
@@ -58,6 +60,8 @@ int cli_dir_writable_by(const char *dir, const struct proc_status *st);
 
 /* 0 and the block, -ENOENT if no payload, -EPROTO if not ours. */
 int cli_read_state(pid_t pid, struct cov_state *out);
+/* s describes pid itself, not a parent whose memory pid inherited. */
+int cli_state_is_own(pid_t pid, const struct cov_state *s);
 
 struct cli_command {
 	const char *name;
@@ -75,6 +79,13 @@ int cli_status(struct cli_opts *o, pid_t pid);
 /* tree.c */
 int cli_run(struct cli_opts *o, const struct cli_command *c);
 int cli_stat_ppid(const char *stat, pid_t *ppid);
+
+/* paths.c */
+char *cli_real_dir(const char *given, char *out, size_t len);
+int cli_target_path(pid_t pid, const char *path, char *out, size_t len);
+int cli_out_dir(const char *cmd, pid_t pid, const char *given,
+		const struct proc_status *st, char *dir, size_t len, int *by_fd);
+int cli_send_dir(pid_t pid, const char *cmd, int dir_sock, const char *dir);
 
 /* util.c */
 double cli_now(void);

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,19 +19,17 @@
 #include "cli.h"
 
 static int collecting_here(pid_t pid, const char *cmd, struct cov_state *s,
-			   uint64_t *starttime)
+			   struct proc_status *st)
 {
-	struct proc_status st;
 	int r;
 
-	if ((r = cli_check_process(pid, cmd, &st)) || (r = cli_need_state(pid, cmd, s)))
+	if ((r = cli_check_process(pid, cmd, st)) || (r = cli_need_state(pid, cmd, s)))
 		return r;
-	*starttime = st.starttime;
-	if (s->pid != pid) {
+	if (!cli_state_is_own(pid, s)) {
 		cli_err(pid, cmd, "covinject is not collecting in this process: it only "
-			"inherited the collector's memory from %d, forked before "
-			"collection started (start it with: covinject start %d)",
-			(int)s->pid, (int)pid);
+			"inherited the collector's memory from its parent (its pid %d "
+			"in its own namespace), forked before collection started "
+			"(start it with: covinject start %d)", (int)s->pid, (int)pid);
 		return EXIT_FAIL;
 	}
 	if (s->phase != COV_COLLECTING) {
@@ -66,6 +65,31 @@ static int send_request(pid_t pid, const char *cmd, const struct cov_state *s,
 		return EXIT_FAIL;
 	}
 	return EXIT_OK;
+}
+
+/*
+ * dump -o DIR, stop -o DIR: the collector writes this and every later
+ * snapshot into DIR (the file keeps its name).  Sent before the request,
+ * which the payload reads after draining its directory socket.
+ */
+static int new_dir(struct cli_opts *o, pid_t pid, const char *cmd,
+		   const struct cov_state *s, const struct proc_status *st)
+{
+	char dir[PATH_MAX];
+	int by_fd, r;
+
+	if (!o->out_given)
+		return EXIT_OK;
+	if ((r = cli_out_dir(cmd, pid, o->out_dir, st, dir, sizeof(dir), &by_fd)))
+		return r;
+	if (!by_fd || s->dir_sock < 0) {
+		cli_err(pid, cmd, "this collector cannot take another directory (it "
+			"was started %s): stop it, then start it with -o %s",
+			by_fd ? "by an older covinject" : "on a kernel before Linux 5.6",
+			dir);
+		return EXIT_FAIL;
+	}
+	return cli_send_dir(pid, cmd, s->dir_sock, dir);
 }
 
 /* Wait until the payload's answer shows; 0, or EXIT_FAIL with a message. */
@@ -106,24 +130,26 @@ static int dumped(const struct cov_state *s, uint32_t before)
 	return s->dumps + s->dump_errors != before;
 }
 
-static int stopped(const struct cov_state *s, uint32_t before)
+/* Stopped, or collecting again after a final snapshot that failed. */
+static int stopped(const struct cov_state *s, uint32_t errors_before)
 {
-	(void)before;
-	return s->phase == COV_STOPPED || s->phase == COV_FAILED;
+	return s->phase == COV_STOPPED || s->phase == COV_FAILED ||
+	       (s->phase == COV_COLLECTING && s->dump_errors != errors_before);
 }
 
 int cli_dump(struct cli_opts *o, pid_t pid)
 {
+	struct proc_status st;
 	struct cov_state s;
-	uint64_t start;
 	uint32_t before;
 	int r;
 
-	if ((r = collecting_here(pid, "dump", &s, &start)))
+	if ((r = collecting_here(pid, "dump", &s, &st)) ||
+	    (r = new_dir(o, pid, "dump", &s, &st)))
 		return r;
 	before = s.dumps + s.dump_errors;
 	if ((r = send_request(pid, "dump", &s, o->reset ? COV_REQ_RESET : COV_REQ_DUMP,
-			      start)) ||
+			      st.starttime)) ||
 	    (r = await(o, pid, "dump", &s, dumped, before)))
 		return r;
 	if (s.error[0]) {
@@ -136,17 +162,20 @@ int cli_dump(struct cli_opts *o, pid_t pid)
 
 int cli_stop(struct cli_opts *o, pid_t pid)
 {
+	struct proc_status st;
 	struct cov_state s;
-	uint64_t start;
 	int r;
 
-	if ((r = collecting_here(pid, "stop", &s, &start)) ||
-	    (r = send_request(pid, "stop", &s, COV_REQ_STOP, start)) ||
-	    (r = await(o, pid, "stop", &s, stopped, 0)))
+	if ((r = collecting_here(pid, "stop", &s, &st)) ||
+	    (r = new_dir(o, pid, "stop", &s, &st)) ||
+	    (r = send_request(pid, "stop", &s, COV_REQ_STOP, st.starttime)) ||
+	    (r = await(o, pid, "stop", &s, stopped, s.dump_errors)))
 		return r;
-	if (s.error[0]) {
-		cli_err(pid, "stop", "stopped, but the final snapshot failed: %s",
-			s.error);
+	if (s.phase == COV_COLLECTING) {
+		cli_err(pid, "stop", "the final snapshot failed: %s (nothing was "
+			"discarded and collection goes on: fix the cause and run "
+			"covinject stop %d again, or write elsewhere with covinject "
+			"stop -o DIR %d)", s.error, (int)pid, (int)pid);
 		return EXIT_FAIL;
 	}
 	return print_file(o, pid, &s);
@@ -205,9 +234,10 @@ int cli_status(struct cli_opts *o, pid_t pid)
 	}
 	if ((r = cli_need_state(pid, "status", &s)))
 		return r;
-	if (s.pid != pid) {
-		printf("pid %d: covinject not collecting (memory inherited from %d, "
-		       "forked before collection started)\n", (int)pid, (int)s.pid);
+	if (!cli_state_is_own(pid, &s)) {
+		printf("pid %d: covinject not collecting (memory inherited from its "
+		       "pid %d, forked before collection started)\n", (int)pid,
+		       (int)s.pid);
 		return EXIT_OK;
 	}
 	print_status(pid, &s);

@@ -121,6 +121,17 @@ static int pattern_opt(const char *cmd, const char *opt, const char *arg,
 	return 0;
 }
 
+/* "start, dump and stop" names cmd */
+static int names(const char *list, const char *cmd)
+{
+	size_t n = strlen(cmd);
+
+	for (const char *p = strstr(list, cmd); p; p = strstr(p + 1, cmd))
+		if ((p == list || p[-1] == ' ') && (!p[n] || p[n] == ',' || p[n] == ' '))
+			return 1;
+	return 0;
+}
+
 static const char *opt_name(const struct option *all, int opt)
 {
 	static char buf[48];
@@ -139,11 +150,13 @@ enum { OPT_SOURCE = 256, OPT_DUMP_SIG, OPT_STOP_SIG, OPT_TIMEOUT, OPT_TREE,
        OPT_RESET, OPT_CHAIN, OPT_INTERVAL, OPT_INCLUDE, OPT_OMIT, OPT_NO_IMPORT,
        OPT_BRANCH };
 
-/* Which command may take an option: every one, or the one named. */
+/* Which commands may take an option: every one (NULL), or those named. */
 static const char *owner(int opt)
 {
 	switch (opt) {
-	case 'o': case OPT_SOURCE: case OPT_DUMP_SIG: case OPT_STOP_SIG:
+	case 'o':
+		return "start, dump and stop";
+	case OPT_SOURCE: case OPT_DUMP_SIG: case OPT_STOP_SIG:
 	case OPT_CHAIN: case OPT_INTERVAL: case OPT_INCLUDE: case OPT_OMIT:
 	case OPT_NO_IMPORT: case OPT_BRANCH:
 		return "start";
@@ -180,12 +193,13 @@ static int parse(const struct cli_command *c, int argc, char **argv, struct cli_
 	while ((opt = getopt_long(argc, argv, "+:o:vh", all, NULL)) != -1) {
 		const char *only = owner(opt);
 
-		if (only && strcmp(only, c->name))
+		if (only && !names(only, c->name))
 			return usage_error(c->name, "option '%s' belongs to %s",
 					   opt_name(all, opt), only);
 		switch (opt) {
 		case 'o':
 			o->out_dir = optarg;
+			o->out_given = 1;
 			break;
 		case OPT_SOURCE:
 			if (o->nsources >= 64)
@@ -257,9 +271,6 @@ static int parse(const struct cli_command *c, int argc, char **argv, struct cli_
 	if (cli_parse_pid(argv[optind], &o->pid))
 		return usage_error(c->name, "'%s' is not a process id (a number from 1 "
 				   "to 4194304)", argv[optind]);
-	if (o->pid == 1 && !strcmp(c->name, "start"))
-		return usage_error(c->name, "pid 1 is the init process: give the pid of "
-				   "a Python process");
 	if (o->dump_sig == o->stop_sig)
 		return usage_error(c->name, "the dump and stop signals must differ");
 	return 0;

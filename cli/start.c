@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include "cli.h"
 #include "../inject/inject.h"
@@ -27,21 +26,6 @@ static void log_line(void *arg, const char *line)
 static int active(const struct cov_state *s)
 {
 	return s->phase == COV_STARTING || s->phase == COV_COLLECTING;
-}
-
-/* The last component of path, trailing slashes aside, is a symlink. */
-static int is_symlink(const char *path)
-{
-	char p[PATH_MAX];
-	struct stat st;
-	size_t n = strlen(path);
-
-	if (n == 0 || n >= sizeof(p))
-		return 0;
-	memcpy(p, path, n + 1);
-	while (n > 1 && p[n - 1] == '/')
-		p[--n] = 0;
-	return lstat(p, &st) == 0 && S_ISLNK(st.st_mode);
 }
 
 /*
@@ -186,17 +170,25 @@ static int find_payload(char *out, size_t len)
  */
 static int source_line(struct cli_opts *o, const char *src, char *buf, size_t len)
 {
-	char real[PATH_MAX];
+	char real[PATH_MAX], theirs[PATH_MAX];
 	struct stat st;
 	const char *c;
 
 	if (stat(src, &st) == 0) {
-		if (!S_ISDIR(st.st_mode) || !realpath(src, real)) {
+		if (!S_ISDIR(st.st_mode) || !cli_real_dir(src, real, sizeof(real))) {
 			cli_err(o->pid, "start", "--source %s: not a directory (give a "
 				"directory or the name of an importable package)", src);
 			return -1;
 		}
-		return snprintf(buf, len, "source=%s\n", real);
+		if (cli_target_path(o->pid, real, theirs, sizeof(theirs))) {
+			cli_err(o->pid, "start", "--source %s: the process does not see "
+				"this directory at %s (it has another root or mount "
+				"namespace): give it as /proc/%d/root/DIR, DIR being the "
+				"process's name for it, or give a package name", src, real,
+				(int)o->pid);
+			return -1;
+		}
+		return snprintf(buf, len, "source=%s\n", theirs);
 	}
 	for (c = src; *c && (*c == '_' || *c == '.' || isalnum((unsigned char)*c)); c++)
 		;
@@ -275,15 +267,16 @@ static int pattern_lines(struct cli_opts *o, const char *key, const char *const 
 	return (int)used;
 }
 
-static int build_config(struct cli_opts *o, const char *dir, char *buf, size_t len)
+static int build_config(struct cli_opts *o, const char *dir, int by_fd, char *buf,
+			size_t len)
 {
 	size_t n = 0;
 	int r = 0;
 
-	n += snprintf(buf + n, len - n, "out=%s\ndump_signal=%d\nstop_signal=%d\n"
-		      "chain=%d\ninterval=%g\nimport_lines=%d\nbranch=%d\n", dir,
-		      o->dump_sig, o->stop_sig, o->chain, o->interval,
-		      !o->no_import_lines, o->branch);
+	n += snprintf(buf + n, len - n, "out=%s\nout_fd=%d\ndump_signal=%d\n"
+		      "stop_signal=%d\nchain=%d\ninterval=%g\nimport_lines=%d\n"
+		      "branch=%d\n", dir, by_fd, o->dump_sig, o->stop_sig, o->chain,
+		      o->interval, !o->no_import_lines, o->branch);
 	for (int i = 0; i < o->nsources && n < len; i++) {
 		if ((r = source_line(o, o->sources[i], buf + n, len - n)) < 0)
 			return -1;
@@ -330,8 +323,22 @@ static int wait_collecting(struct cli_opts *o, struct cov_state *s, uint32_t cal
 	}
 }
 
+/* A start whose collector is still coming up (another covinject's, or one
+ * that died before handing over the directory) settles within seconds. */
+static int settled(struct cli_opts *o, struct cov_state *s)
+{
+	double deadline = cli_now() + o->timeout;
+
+	while (s->phase == COV_STARTING && cli_now() < deadline) {
+		usleep(10000);
+		if (cli_read_state(o->pid, s))
+			return -1;
+	}
+	return 0;
+}
+
 static int start_checks(struct cli_opts *o, struct proc_status *st, char *dir,
-			uint32_t *calls)
+			int *by_fd, uint32_t *calls)
 {
 	struct cov_state s;
 	int major, minor, r;
@@ -357,7 +364,7 @@ static int start_checks(struct cli_opts *o, struct proc_status *st, char *dir,
 		return EXIT_FAIL;
 	}
 	*calls = 0;
-	if (cli_read_state(o->pid, &s) == 0) {
+	if (cli_read_state(o->pid, &s) == 0 && settled(o, &s) == 0) {
 		if (active(&s)) {
 			cli_err(o->pid, "start", "covinject is already collecting in this "
 				"process (stop it with: covinject stop %d)", (int)o->pid);
@@ -368,23 +375,8 @@ static int start_checks(struct cli_opts *o, struct proc_status *st, char *dir,
 	if ((r = check_signal(o, "dump", o->dump_sig, st)) ||
 	    (r = check_signal(o, "stop", o->stop_sig, st)))
 		return r;
-	if (!realpath(o->out_dir, dir)) {
-		cli_err(o->pid, "start", "output directory %s: %s (create it first)",
-			o->out_dir, strerror(errno));
-		return EXIT_FAIL;
-	}
-	if (is_symlink(o->out_dir)) {
-		cli_err(o->pid, "start", "output directory %s is a symbolic link to %s "
-			"(give the directory itself: a link can be changed to point "
-			"elsewhere while the process writes)", o->out_dir, dir);
-		return EXIT_FAIL;
-	}
-	if (!cli_dir_writable_by(dir, st)) {
-		cli_err(o->pid, "start", "output directory %s is not writable by the "
-			"process (uid %u): choose another with -o or change its "
-			"permissions", dir, (unsigned)st->euid);
-		return EXIT_FAIL;
-	}
+	if ((r = cli_out_dir("start", o->pid, o->out_dir, st, dir, PATH_MAX, by_fd)))
+		return r;
 	if (st->tracer) {
 		cli_err(o->pid, "start", "it is already traced by pid %d (detach that "
 			"debugger or tracer first)", (int)st->tracer);
@@ -404,17 +396,17 @@ int cli_start(struct cli_opts *all, pid_t pid)
 	char dir[PATH_MAX], payload[PATH_MAX], config[12000], hint[256], name[32];
 	sigset_t block, old;
 	uint32_t calls;
-	int r;
+	int r, by_fd;
 
 	o->pid = pid;
-	if ((r = start_checks(o, &st, dir, &calls)))
+	if ((r = start_checks(o, &st, dir, &by_fd, &calls)))
 		return r;
 	if (find_payload(payload, sizeof(payload))) {
 		cli_err(o->pid, "start", "covinject-payload.so not found next to the "
 			"covinject command (rebuild with make, or reinstall)");
 		return EXIT_FAIL;
 	}
-	if (build_config(o, dir, config, sizeof(config)))
+	if (build_config(o, dir, by_fd, config, sizeof(config)))
 		return EXIT_FAIL;
 	if (cli_same_process(o->pid, "start", st.starttime))
 		return EXIT_FAIL;
@@ -438,6 +430,11 @@ int cli_start(struct cli_opts *all, pid_t pid)
 	}
 	cli_debug(o, "thread %d was borrowed for %.3f ms%s", (int)stats.tid,
 		  stats.stopped_ns / 1e6, stats.loaded ? " (payload loaded)" : "");
+	/* The payload thread waits for the directory before it does anything. */
+	if (by_fd && cli_read_state(o->pid, &s) == 0 && s.start_calls != calls &&
+	    !s.start_error && s.dir_sock >= 0 &&
+	    (r = cli_send_dir(o->pid, "start", s.dir_sock, dir)))
+		return r;
 	r = wait_collecting(o, &s, calls);
 	if (r == -2) {
 		cli_err(o->pid, "start", "the payload is loaded but did not start "

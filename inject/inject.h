@@ -48,6 +48,14 @@ int inject_payload_symbol(pid_t pid, const char *sym, raddr_t *addr,
 int inject_read(pid_t pid, raddr_t addr, void *buf, size_t len)
 	__attribute__((warn_unused_result));
 
+/* This kernel lets us hand files to another process (pidfd_getfd, 5.6). */
+int inject_can_pass_fds(void);
+
+/* Send fd, with msg as the message, over the payload's socket remote_sock
+ * of pid (fdpass.c); the target is not stopped. */
+int inject_send_fd(pid_t pid, int remote_sock, int fd, const char *msg,
+		   struct inject_err *err) __attribute__((warn_unused_result));
+
 /* Python major/minor of pid from its mapped interpreter: 0 or -ENOENT. */
 int inject_python_version(pid_t pid, int *major, int *minor, char *image,
 			  size_t imagelen) __attribute__((warn_unused_result));

@@ -107,6 +107,9 @@ int cov_config_parse(char *text, struct cov_config *cfg)
 		} else if (!strcmp(line, "branch")) {
 			if (parse_flag(eq, &cfg->branch))
 				return -1;
+		} else if (!strcmp(line, "out_fd")) {
+			if (parse_flag(eq, &cfg->out_fd))
+				return -1;
 		}
 		else
 			return -1;

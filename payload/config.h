@@ -1,7 +1,10 @@
 /*
  * config.h - the configuration text the CLI hands to cov_start, one
  * "key=value" per line (payload/config.c):
- *	out=/abs/dir		where snapshots go (required)
+ *	out=/abs/dir		where snapshots go, as the CLI sees it (required)
+ *	out_fd=1		the directory itself arrives as an open fd on the
+ *				socket cov_start publishes (cov_state.dir_sock);
+ *				out= is then only what status prints
  *	source=/abs/dir		limit measurement to files under it (repeatable)
  *	dump_signal=10		stop_signal=12
  *	chain=1			call the handlers the program had, after ours
@@ -35,6 +38,7 @@ struct cov_config {
 	int nincludes, nomits;
 	int import_lines;	/* record the import context (default 1) */
 	int branch;		/* record arcs */
+	int out_fd;		/* out_fd=1: receive the directory as an fd */
 };
 
 /* Parses text in place (it must outlive cfg): 0, or -1 if invalid. */

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #define COV_STATE_MAGIC	0x31746e6a69766f63ULL	/* "covinjt1" */
-#define COV_STATE_ABI	3
+#define COV_STATE_ABI	4
 #define COV_PATH_MAX	4096
 #define COV_ERR_MAX	512
 
@@ -50,6 +50,7 @@ struct cov_state {
 	uint32_t skipped_threads;	/* already traced by another tool */
 	int32_t pid;			/* the process this block describes */
 	int32_t wake_fd;		/* write a request byte here: D, R or S */
+	int32_t dir_sock;		/* send the output directory's fd here, or -1 */
 	uint32_t interval_ms;		/* periodic snapshots, 0 = off */
 	uint32_t resets;		/* dump --reset requests done */
 	uint32_t chain;			/* our handlers call the previous ones */

@@ -4,12 +4,19 @@
  *
  * cov_start runs in a borrowed thread of the host and must give it back
  * fast: it copies the configuration and starts our thread, nothing else.
- * Our thread (all signals blocked) waits for the interpreter, takes the GIL
- * like any other thread, installs the collector, the interpreter hooks and
- * the signal handlers, then sleeps on a pipe.  Requests arrive on that pipe
- * as one byte each (cov_state.h): from the signal handlers, or written by
- * the covinject command straight into /proc/PID/fd/<wake_fd>, which needs
- * no signal at all.
+ * Our thread (all signals blocked) receives the output directory, waits
+ * for the interpreter, takes the GIL like any other thread, installs the
+ * collector, the interpreter hooks and the signal handlers, then sleeps on
+ * a pipe.  Requests arrive on that pipe as one byte each (cov_state.h):
+ * from the signal handlers, or written by the covinject command straight
+ * into /proc/PID/fd/<wake_fd>, which needs no signal at all.
+ *
+ * The output directory arrives as an open fd (SCM_RIGHTS) on a socket of
+ * ours whose other end, cov_state.dir_sock, the CLI takes with
+ * pidfd_getfd: it opened the directory in its own mount namespace, so -o
+ * means what the person typing it sees, even when this process has
+ * another root (a container) and could not name it.  dump -o and stop -o
+ * send a new one the same way, before their request byte.
  *
  * Exported: cov_start and cov_state; everything else is hidden
  * (-fvisibility=hidden), so we add nothing to the host's symbol namespace.
@@ -25,6 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include "collect.h"
@@ -55,7 +64,10 @@ static const char *sources[2 * COV_MAX_SOURCES];	/* --source, resolved */
 static char *resolved[COV_MAX_SOURCES];		/* what packages resolved to */
 static struct cov_scope scope = { stdlib_dir, sources };
 static struct cov_filter filter = { cov_cfg.includes, cov_cfg.omits };
-static char final_name[COV_PATH_MAX], tmp_name[128];
+static char final_name[300], tmp_name[128];	/* in the directory */
+static int dir_sock[2] = { -1, -1 };	/* [0] ours; the CLI sends to [1] */
+static struct cov_out outdir = { -1, NULL, NULL };	/* payload thread; fork child */
+static char out_shown[COV_PATH_MAX - 320];	/* the CLI's name for it */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 static volatile int exiting;		/* the interpreter is finalizing */
 static uint32_t dumped_files, dumped_lines;	/* what the last snapshot held */
@@ -109,6 +121,15 @@ static void random_word(char *out, size_t n)
 	out[n] = 0;
 }
 
+/* The data file as the CLI names it, for status and the messages. */
+static void show_data_file(void)
+{
+	cov_state_begin();
+	snprintf(cov_state.data_file, sizeof(cov_state.data_file), "%s/%s",
+		 out_shown, final_name);
+	cov_state_end();
+}
+
 /* A new data file name: at start, after a reset, in a forked child. */
 static void make_names(void)
 {
@@ -117,11 +138,9 @@ static void make_names(void)
 	random_word(r1, 6);
 	random_word(r2, 6);
 	gethostname(host, sizeof(host) - 1);
-	cov_state_begin();
-	snprintf(final_name, sizeof(final_name), "%s/.coverage.%s.pid%d.X%sx",
-		 cov_cfg.out_dir, host, (int)getpid(), r1);
-	snprintf(cov_state.data_file, sizeof(cov_state.data_file), "%s", final_name);
-	cov_state_end();
+	snprintf(final_name, sizeof(final_name), ".coverage.%s.pid%d.X%sx", host,
+		 (int)getpid(), r1);
+	show_data_file();
 	snprintf(tmp_name, sizeof(tmp_name), ".covinject-tmp.pid%d.%s",
 		 (int)getpid(), r2);
 }
@@ -134,16 +153,17 @@ static void update_counts(uint32_t files, uint32_t lines)
 	cov_state_end();
 }
 
-/* Write snap to the current file; record the outcome in the status block. */
-static void write_snap(struct cov_snap *snap, uint32_t files, uint32_t lines)
+/* Write snap to the current file; record the outcome in the status block.
+ * 0, or -1 if it failed. */
+static int write_snap(struct cov_snap *snap, uint32_t files, uint32_t lines)
 {
 	char err[COV_ERR_MAX] = "";
 	struct timespec ts;
 	int rc;
 
 	pthread_mutex_lock(&write_lock);
-	rc = cov_write_snapshot(snap, cov_cfg.out_dir, final_name, tmp_name,
-				cov_cfg.argv, err, sizeof(err));
+	rc = cov_write_snapshot(snap, &outdir, final_name, tmp_name, cov_cfg.argv,
+				err, sizeof(err));
 	clock_gettime(CLOCK_REALTIME, &ts);
 	cov_state_begin();
 	if (rc) {
@@ -152,7 +172,7 @@ static void write_snap(struct cov_snap *snap, uint32_t files, uint32_t lines)
 	} else {
 		cov_state.dumps++;
 		cov_state.last_dump_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-		snprintf(cov_state.last_file, sizeof(cov_state.last_file), "%s", final_name);
+		memcpy(cov_state.last_file, cov_state.data_file, sizeof(cov_state.last_file));
 		cov_state.error[0] = 0;
 		dumped_files = files;
 		dumped_lines = lines;
@@ -160,22 +180,24 @@ static void write_snap(struct cov_snap *snap, uint32_t files, uint32_t lines)
 	cov_state_end();
 	pthread_mutex_unlock(&write_lock);
 	cov_snap_free(snap);
+	return rc;
 }
 
 /* Copy under the GIL (microseconds), write without it.  With reset, the
- * data starts afresh after the copy and goes to a new file. */
-static void dump(int reset)
+ * data starts afresh after the copy and goes to a new file.  0, or -1 if
+ * the snapshot failed (the data is still all in memory). */
+static int dump(int reset)
 {
 	struct cov_snap snap;
 	uint32_t files, lines;
 	int gil, rc;
 
 	if (exiting)
-		return;
+		return 0;
 	gil = cov_py.GILState_Ensure();
 	if (exiting) {	/* cov_on_exit ran while we waited for the GIL */
 		cov_py.GILState_Release(gil);
-		return;
+		return 0;
 	}
 	rc = cov_collect_snapshot(&snap);
 	cov_store_counts(&files, &lines);
@@ -188,9 +210,9 @@ static void dump(int reset)
 		cov_state_begin();
 		cov_state.dump_errors++;
 		cov_state_end();
-		return;
+		return -1;
 	}
-	write_snap(&snap, files, lines);
+	rc = write_snap(&snap, files, lines);
 	if (reset) {
 		make_names();
 		dumped_files = dumped_lines = 0;
@@ -198,6 +220,112 @@ static void dump(int reset)
 		cov_state.resets++;
 		cov_state_end();
 	}
+	return rc;
+}
+
+/* ---- the output directory ---------------------------------------------- */
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* A fresh socket for the CLI to hand directories over: at start and in a
+ * forked child, so no two processes ever share one.  0 or an errno. */
+static int open_dir_sock(void)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv))
+		return errno;
+	close_fd(&dir_sock[0]);
+	close_fd(&dir_sock[1]);
+	dir_sock[0] = sv[0];
+	dir_sock[1] = sv[1];
+	cov_state_begin();
+	cov_state.dir_sock = sv[1];
+	cov_state_end();
+	return 0;
+}
+
+static void close_dir_sock(void)
+{
+	cov_state_begin();
+	cov_state.dir_sock = -1;
+	cov_state_end();
+	close_fd(&dir_sock[0]);
+	close_fd(&dir_sock[1]);
+}
+
+/* Switch to directory fd, named shown by the CLI (and by this process too
+ * if reachable); the data file keeps its name. */
+static void use_dir(int fd, int reachable, const char *shown)
+{
+	close_fd(&outdir.dirfd);
+	snprintf(out_shown, sizeof(out_shown), "%s", shown);
+	outdir.dirfd = fd;
+	outdir.path = reachable ? out_shown : NULL;
+	outdir.shown = out_shown;
+	show_data_file();
+}
+
+/*
+ * One directory the CLI sent: the fd (SCM_RIGHTS) and, as the message, its
+ * name as the CLI sees it.  1 taken, 0 none waiting, -1 unusable.
+ */
+static int take_dir(void)
+{
+	char name[COV_PATH_MAX], ctl[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { name, sizeof(name) - 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+			    .msg_controllen = sizeof(ctl) };
+	struct cmsghdr *c;
+	struct stat st, here;
+	ssize_t n = recvmsg(dir_sock[0], &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	int fd = -1;
+
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+	c = CMSG_FIRSTHDR(&m);
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+	    c->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	if (fd < 0 || (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || n == 0 ||
+	    fstat(fd, &st) || !S_ISDIR(st.st_mode)) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	name[n] = 0;
+	/* Reachable by the same name here too?  Only old SQLite needs a path. */
+	use_dir(fd, stat(name, &here) == 0 && here.st_dev == st.st_dev &&
+		here.st_ino == st.st_ino, name);
+	return 1;
+}
+
+/* At start: the directory the CLI sends, or (out_fd=0) the out= path. */
+static int open_out(void)
+{
+	struct pollfd p = { dir_sock[0], POLLIN, 0 };
+	int fd;
+
+	if (!cov_cfg.out_fd) {
+		fd = open(cov_cfg.out_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0) {
+			set_error("output directory %s: %s", cov_cfg.out_dir, strerror(errno));
+			return -1;
+		}
+		use_dir(fd, 1, cov_cfg.out_dir);
+		return 0;
+	}
+	/* The CLI sends it right after cov_start returns: a wait means it died. */
+	if (poll(&p, 1, 3000) == 1 && take_dir() == 1)
+		return 0;
+	set_error("no output directory arrived from covinject (it ended before "
+		  "handing it over): run covinject start again");
+	return -1;
 }
 
 /* A fresh session's counters (at start, in a forked child); inside
@@ -270,6 +398,8 @@ void cov_on_fork_child(void)
 		wake[1] = p[1];
 		cov_signals_set_wake(p[1]);
 	}
+	if (dir_sock[0] >= 0 && open_dir_sock())
+		close_dir_sock();	/* never the parent's: dump -o is refused */
 	cov_collect_rearm();
 	cov_state_begin();
 	cov_state.pid = getpid();
@@ -484,6 +614,8 @@ static void serve(void)
 		if (cov_cfg.interval_ms && next - now_ms() < wait)
 			wait = next - now_ms() > 0 ? (int)(next - now_ms()) : 0;
 		req = next_request(wait);
+		while (dir_sock[0] >= 0 && take_dir() == 1)
+			;	/* dump -o, stop -o: sent before the request */
 		if (exiting || req == COV_REQ_STOP)
 			return;
 		if (req) {
@@ -505,7 +637,8 @@ static void *payload_main(void *forked)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	if (!forked) {
-		if (setup()) {
+		if (open_out() || setup()) {
+			close_fd(&outdir.dirfd);
 			set_phase(COV_FAILED);
 			return NULL;
 		}
@@ -518,13 +651,21 @@ static void *payload_main(void *forked)
 		set_phase(COV_COLLECTING);
 		import_lines();
 	}
-	serve();
-	if (exiting)
-		return NULL;	/* cov_on_exit did the rest */
-	set_phase(COV_STOPPING);
+	for (;;) {
+		serve();
+		if (exiting)
+			return NULL;	/* cov_on_exit did the rest */
+		set_phase(COV_STOPPING);
+		if (dump(0) == 0)
+			break;
+		/* The final snapshot failed: discard nothing, collect on, and
+		 * let stop be asked again (stop -o DIR can write elsewhere). */
+		set_phase(COV_COLLECTING);
+	}
 	cov_signals_restore();
-	dump(0);
 	teardown();
+	close_dir_sock();
+	close_fd(&outdir.dirfd);
 	set_phase(COV_STOPPED);
 	return NULL;
 }
@@ -584,7 +725,12 @@ static int start(const char *config)
 	reset_counters();
 	cov_state.forked = cov_state.handlers_lost = 0;
 	cov_state_end();
+	snprintf(out_shown, sizeof(out_shown), "%s", cov_cfg.out_dir);
 	make_names();
+	if (cov_cfg.out_fd && (rc = open_dir_sock())) {
+		set_phase(COV_FAILED);
+		return rc;
+	}
 	if ((rc = spawn(payload_main, NULL))) {
 		set_phase(COV_FAILED);
 		return rc;

@@ -165,6 +165,7 @@ int cov_pyapi_load(struct pyapi *py, char *err, size_t errlen)
 }
 
 #define S(field, name) { name, offsetof(struct sqlite_api, field), 0 }
+#define S_OPT(field, name) { name, offsetof(struct sqlite_api, field), 1 }
 
 static const struct sym sq_syms[] = {
 	S(open_v2, "sqlite3_open_v2"),
@@ -179,6 +180,7 @@ static const struct sym sq_syms[] = {
 	S(finalize, "sqlite3_finalize"),
 	S(errmsg, "sqlite3_errmsg"),
 	S(free, "sqlite3_free"),
+	S_OPT(serialize, "sqlite3_serialize"),
 };
 
 /*

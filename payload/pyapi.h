@@ -132,6 +132,8 @@ struct sqlite_api {
 	int (*finalize)(sqlite3_stmt *);
 	const char *(*errmsg)(sqlite3 *);
 	void (*free)(void *);
+	/* SQLite 3.36+ (or built with SQLITE_ENABLE_DESERIALIZE), else NULL */
+	unsigned char *(*serialize)(sqlite3 *, const char *, long long *, unsigned);
 };
 
 int cov_sqlite_load(struct sqlite_api *sq, char *err, size_t errlen);

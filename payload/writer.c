@@ -7,7 +7,10 @@
  * not match (".covinject-tmp.*" instead of ".coverage.*"), created with
  * O_EXCL|O_NOFOLLOW, made durable, then renamed over the final name: a
  * reader sees the previous snapshot or the new one, never half of one, and
- * a failed write leaves the previous snapshot in place.
+ * a failed write leaves the previous snapshot in place.  Every file
+ * operation is relative to the output directory's fd, and the database is
+ * built in memory and serialized: the directory may be one the process
+ * cannot name, handed over by the CLI from another mount namespace.
  *
  * Contexts: id 1 is "" (the lines that ran), id 2 "import" (the lines the
  * import of modules loaded before start ran, derived from their code:
@@ -29,6 +32,7 @@
 #define SQLITE_OK		0
 #define SQLITE_DONE		101
 #define SQLITE_OPEN_READWRITE	0x00000002
+#define SQLITE_OPEN_CREATE	0x00000004
 #define SQLITE_OPEN_NOFOLLOW	0x01000000
 #define SQLITE_TRANSIENT	((void (*)(void *))-1)
 
@@ -204,18 +208,13 @@ static int has_import_lines(const struct cov_snap *s)
 	return 0;
 }
 
-static int fill(const struct sqlite_api *sq, const char *tmp,
-		const struct cov_snap *s, const char *argv, char *err, size_t len)
+/* The schema, the meta rows and the data, in one transaction. */
+static int fill(const struct sqlite_api *sq, sqlite3 *db, const struct cov_snap *s,
+		const char *argv, char *err, size_t len)
 {
-	sqlite3 *db = NULL;
 	char *emsg = NULL;
 	int rc = -1;
 
-	if (sq->open_v2(tmp, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW,
-			NULL) != SQLITE_OK) {
-		fail(err, len, "open", db ? sq->errmsg(db) : "out of memory");
-		goto out;
-	}
 	if (sq->exec(db, schema, NULL, NULL, &emsg) != SQLITE_OK ||
 	    (has_import_lines(s) &&
 	     sq->exec(db, import_context, NULL, NULL, &emsg) != SQLITE_OK)) {
@@ -235,45 +234,116 @@ static int fill(const struct sqlite_api *sq, const char *tmp,
 out:
 	if (emsg)
 		sq->free(emsg);
+	return rc;
+}
+
+static int write_all(int fd, const unsigned char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/*
+ * The database built in memory, then its bytes written to fd: SQLite
+ * never opens a path, so the directory may be one the process cannot name
+ * (another mount namespace's, handed over as an fd).
+ */
+static int write_serialized(const struct sqlite_api *sq, int fd,
+			    const struct cov_snap *s, const char *argv,
+			    char *err, size_t len)
+{
+	sqlite3 *db = NULL;
+	unsigned char *bytes = NULL;
+	long long size = 0;
+	int rc = -1;
+
+	if (sq->open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+			NULL) != SQLITE_OK) {
+		fail(err, len, "open", db ? sq->errmsg(db) : "out of memory");
+		goto out;
+	}
+	if (fill(sq, db, s, argv, err, len))
+		goto out;
+	if (!(bytes = sq->serialize(db, "main", &size, 0)) || size <= 0) {
+		fail(err, len, "serialize", "out of memory");
+		goto out;
+	}
+	if (write_all(fd, bytes, (size_t)size) || fsync(fd)) {
+		fail(err, len, "write", strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	if (bytes)
+		sq->free(bytes);
+	if (db)
+		sq->close(db);
+	return rc;
+}
+
+/* SQLite without sqlite3_serialize (before 3.36): it writes the file at
+ * dir/tmpname itself, so dir must be a path the process sees. */
+static int write_by_path(const struct sqlite_api *sq, const char *dir,
+			 const char *tmpname, const struct cov_snap *s,
+			 const char *argv, char *err, size_t len)
+{
+	char tmp[4096 + 64];
+	sqlite3 *db = NULL;
+	int rc = -1, fd;
+
+	if (!dir)
+		return fail(err, len, "libsqlite3", "no sqlite3_serialize (SQLite "
+			    "before 3.36): give -o a directory the process sees "
+			    "at the same path");
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/%s", dir, tmpname) >= sizeof(tmp))
+		return fail(err, len, dir, "path too long");
+	if (sq->open_v2(tmp, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW,
+			NULL) != SQLITE_OK) {
+		fail(err, len, "open", db ? sq->errmsg(db) : "out of memory");
+		goto out;
+	}
+	rc = fill(sq, db, s, argv, err, len);
+out:
 	if (db && sq->close(db) != SQLITE_OK && !rc)
 		rc = fail(err, len, "close", "database busy");
+	if (!rc && (fd = open(tmp, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
+		rc = fsync(fd);
+		close(fd);
+	}
 	return rc;
 }
 
-static int sync_file(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), rc;
-
-	if (fd < 0)
-		return -1;
-	rc = fsync(fd);
-	close(fd);
-	return rc;
-}
-
-int cov_write_snapshot(const struct cov_snap *s, const char *dir,
+int cov_write_snapshot(const struct cov_snap *s, const struct cov_out *out,
 		       const char *final, const char *tmpname, const char *argv,
 		       char *err, size_t errlen)
 {
 	struct sqlite_api sq;
-	char tmp[4096 + 64];
-	int fd;
+	int fd, rc;
 
 	if (cov_sqlite_load(&sq, err, errlen))
 		return -1;
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/%s", dir, tmpname) >= sizeof(tmp))
-		return fail(err, errlen, dir, "path too long");
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	fd = openat(out->dirfd, tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		    O_CLOEXEC, 0644);
 	if (fd < 0)
-		return fail(err, errlen, tmp, strerror(errno));
+		return fail(err, errlen, out->shown, strerror(errno));
+	rc = sq.serialize ? write_serialized(&sq, fd, s, argv, err, errlen) :
+	     write_by_path(&sq, out->path, tmpname, s, argv, err, errlen);
 	close(fd);
-	if (fill(&sq, tmp, s, argv, err, errlen) || sync_file(tmp) ||
-	    rename(tmp, final)) {
+	if (rc || renameat(out->dirfd, tmpname, out->dirfd, final)) {
 		int e = errno;
 
 		if (!err[0])
-			fail(err, errlen, final, strerror(e));
-		unlink(tmp);
+			fail(err, errlen, out->shown, strerror(e));
+		unlinkat(out->dirfd, tmpname, 0);
 		return -1;
 	}
 	return 0;

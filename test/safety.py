@@ -152,6 +152,25 @@ def t_planted_symlink(exe, tmp):
     cli_ok("stop", t.pid)
 
 
+def t_symlinked_output(exe, tmp):
+    """-o given as a symlink is resolved once, at start: pointing the link
+    elsewhere later redirects nothing."""
+    real, other = os.path.join(tmp, "real"), os.path.join(tmp, "other")
+    link = os.path.join(tmp, "link")
+    os.mkdir(real)
+    os.mkdir(other)
+    os.symlink(real, link)
+    t = Target(exe, "busy.py")
+    out = cli_ok("start", "-o", link, t.pid)
+    check(re.search(r"data file: %s/" % re.escape(real), out), "start said %r" % out)
+    os.unlink(link)
+    os.symlink(other, link)
+    path = cli_ok("dump", t.pid).strip()
+    check(os.path.dirname(path) == real and os.listdir(other) == [],
+          "went to %s; other holds %s" % (path, os.listdir(other)))
+    cli_ok("stop", t.pid)
+
+
 def t_target_dies_during_attach(exe, tmp):
     """The target killed at random instants of an attach: covinject says so,
     exits 1, and leaves no process stopped."""
@@ -297,6 +316,7 @@ def t_markers_blocked(exe, tmp):
     check(blocked() == before and t.alive(), "target changed or died")
 
 
-E2E += [t_markers_blocked, t_dump_storm, t_planted_symlink, t_fork_during_attach]
+E2E += [t_markers_blocked, t_dump_storm, t_planted_symlink, t_symlinked_output,
+        t_fork_during_attach]
 SYSTEM_EXE += [t_target_dies_during_attach, t_disk_full_and_read_only]
 LONG = [t_load_cycles]

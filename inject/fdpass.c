@@ -1,0 +1,103 @@
+/*
+ * fdpass.c - hand one of our open files to the target: the output
+ * directory, opened in covinject's own mount namespace, so that -o names
+ * what the caller sees even when the target has another root.
+ *
+ * The payload publishes one end of a socketpair it made (cov_state.h,
+ * dir_sock); we take a copy of that end with pidfd_getfd (Linux 5.6),
+ * which the kernel allows exactly when ptrace would
+ * (PTRACE_MODE_ATTACH_REALCREDS), and send the file over it with
+ * SCM_RIGHTS.  The target is not stopped; nothing of it changes but the
+ * message queued on its own socket.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include "inject.h"
+
+/* The same number on every architecture (the unified table from 424 on). */
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+
+static int pidfd_getfd_of(pid_t pid, int fd)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0), r;
+
+	if (pidfd < 0)
+		return -errno;
+	r = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	r = r < 0 ? -errno : r;
+	close(pidfd);
+	return r;
+}
+
+int inject_can_pass_fds(void)
+{
+	int fd = pidfd_getfd_of(getpid(), STDERR_FILENO);
+
+	if (fd >= 0)
+		close(fd);
+	return fd != -ENOSYS;
+}
+
+/*
+ * The socket is the payload's only if it is a SOCK_SEQPACKET unix socket
+ * made by pid itself (SO_PEERCRED of a socketpair end names its maker): a
+ * block of another program's, or one it connected elsewhere, never gets
+ * our file.
+ */
+static int check_socket(int sock, pid_t pid)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(int);
+	int v = 0;
+
+	if (getsockopt(sock, SOL_SOCKET, SO_DOMAIN, &v, &len) || v != AF_UNIX)
+		return -ENOTSOCK;
+	len = sizeof(int);
+	if (getsockopt(sock, SOL_SOCKET, SO_TYPE, &v, &len) || v != SOCK_SEQPACKET)
+		return -EPROTOTYPE;
+	len = sizeof(cred);
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) || cred.pid != pid)
+		return -EPERM;
+	return 0;
+}
+
+int inject_send_fd(pid_t pid, int remote_sock, int fd, const char *msg,
+		   struct inject_err *err)
+{
+	char ctl[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { (void *)msg, strlen(msg) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+			    .msg_controllen = sizeof(ctl) };
+	struct cmsghdr *c;
+	int sock, r;
+
+	memset(ctl, 0, sizeof(ctl));
+	if ((sock = pidfd_getfd_of(pid, remote_sock)) < 0)
+		return inject_fail(err, sock, "take the collector's socket (fd %d) of %d: "
+				   "%s", remote_sock, (int)pid, strerror(-sock));
+	if ((r = check_socket(sock, pid))) {
+		close(sock);
+		return inject_fail(err, r, "fd %d of %d is not the collector's socket",
+				   remote_sock, (int)pid);
+	}
+	c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	r = sendmsg(sock, &m, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)iov.iov_len ?
+	    0 : -errno;
+	close(sock);
+	if (r)
+		return inject_fail(err, r, "send the directory to %d: %s", (int)pid,
+				   strerror(-r));
+	return 0;
+}
