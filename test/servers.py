@@ -209,7 +209,9 @@ def t_gunicorn(tmp):
     g = subprocess.Popen([exe, "-m", "gunicorn", "-w", "3", "--max-requests", "4",
                           "-b", "127.0.0.1:%d" % port, "--error-logfile", log,
                           "--chdir", TARGETS, "flaskapp:app"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    gunicorn = Target.adopt(g)
     try:
         url = "http://127.0.0.1:%d/hello" % port
 
@@ -244,8 +246,7 @@ def t_gunicorn(tmp):
             check(hello() == "hello world", "not serving after stop --tree")
         check(g.poll() is None, "gunicorn died")
     finally:
-        g.terminate()
-        g.wait(timeout=30)
+        gunicorn.kill()                 # the master with its workers at once
 
 
 def t_uwsgi(tmp):
@@ -265,7 +266,9 @@ def t_uwsgi(tmp):
                 "--wsgi-file", os.path.join(TARGETS, "wsgiapp.py"), "--pidfile", pidfile,
                 "--disable-logging", "--logto", os.path.join(tmp, "uwsgi.log")]
         u = subprocess.Popen(args + (["--enable-threads"] if threads else []),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+        uwsgi = Target.adopt(u)
         try:
             url = "http://127.0.0.1:%d/x" % port
             wait_for(lambda: _try(lambda: urllib.request.urlopen(url, timeout=5).read()),
@@ -289,10 +292,7 @@ def t_uwsgi(tmp):
             cli_ok("stop", "--tree", master)
             check(urllib.request.urlopen(url, timeout=5).read() == b"hello /x", "not serving")
         finally:
-            for kid in children(u.pid):
-                os.kill(kid, signal.SIGKILL)
-            u.kill()
-            u.wait()
+            uwsgi.kill()                # not worker by worker: the master respawns them
             for p in files_of(tmp):
                 os.unlink(p)
 
