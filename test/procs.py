@@ -11,13 +11,20 @@ How nothing outlives its test (issue #15):
   signal does not escape it: kernel/fork.c copy_process() cancels and
   restarts a fork that a group signal came in during ("Process group and
   session signals need to be delivered to just the parent before the
-  fork or both the parent and the child after the fork").
+  fork or both the parent and the child after the fork");
+- the runner is a child subreaper (PR_SET_CHILD_SUBREAPER, Linux 3.4): a
+  process whose parent dies is reparented to the runner, not to init, so
+  every process the tests started stays below the runner until it is
+  reaped, and sweep() finds it by parent links alone.
 """
 import collections
+import ctypes
 import glob
 import os
 import signal
 import time
+
+PR_SET_CHILD_SUBREAPER = 36     # <linux/prctl.h>
 
 Stat = collections.namedtuple("Stat", "ppid pgrp state")
 
@@ -74,7 +81,8 @@ def end_group(proc, timeout=10.0):
     proc, and return once none of them runs.  proc leads its group
     (start_new_session=True); its pid is the group id, which the kernel
     does not hand out again while proc is unreaped.  Once proc is reaped
-    that is no longer sure, so nothing is signalled."""
+    that is no longer sure, so nothing is signalled: what it left behind
+    is below the runner, where sweep() finds it."""
     if proc.returncode is not None:
         return
     procs = table()
@@ -97,3 +105,40 @@ def end_group(proc, timeout=10.0):
             raise TimeoutError("still running %.0f s after SIGKILL: %s" % (
                 timeout, "; ".join("%d %s" % (p, cmdline(p)) for p in left)))
         time.sleep(0.01)
+
+
+def become_subreaper():
+    """Orphans of the tests are reparented to this process (see the top)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0):
+        err = ctypes.get_errno()
+        raise OSError(err, "prctl(PR_SET_CHILD_SUBREAPER): %s" % os.strerror(err))
+
+
+def sweep(timeout=10.0):
+    """SIGKILL every process below this one, and reap the orphans it
+    adopted, until none is left.  Returns "PID CMDLINE" of each that was
+    still running when found: what its test (or the run) left behind."""
+    me, found = os.getpid(), {}
+    deadline = time.monotonic() + timeout
+    while True:
+        procs = table()
+        below = descendants(me, procs)
+        if not below:
+            break
+        if time.monotonic() > deadline:
+            for p in below:
+                if p in found and running(procs[p]):
+                    found[p] += " (still running %.0f s after SIGKILL)" % timeout
+            break
+        for p in below:
+            if running(procs[p]):
+                found.setdefault(p, cmdline(p))
+                kill(p)
+            elif procs[p].ppid == me:
+                try:
+                    os.waitpid(p, os.WNOHANG)
+                except ChildProcessError:
+                    pass                # reaped by its Popen meanwhile
+        time.sleep(0.01)
+    return ["%d %s" % kv for kv in sorted(found.items())]
