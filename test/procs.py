@@ -29,17 +29,24 @@ PR_SET_CHILD_SUBREAPER = 36     # <linux/prctl.h>
 Stat = collections.namedtuple("Stat", "ppid pgrp state")
 
 
+def stat(pid):
+    """pid's Stat from /proc/PID/stat, or None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            # "pid (comm) state ppid pgrp ...": comm may hold ") "
+            fields = f.read().rsplit(")", 1)[1].split()
+        return Stat(int(fields[1]), int(fields[2]), fields[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def table():
-    """{pid: Stat} of every process now, from /proc/PID/stat."""
+    """{pid: Stat} of every process now."""
     out = {}
-    for path in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(path) as f:
-                # "pid (comm) state ppid pgrp ...": comm may hold ") "
-                fields = f.read().rsplit(")", 1)[1].split()
-            out[int(path.split("/")[2])] = Stat(int(fields[1]), int(fields[2]), fields[0])
-        except (OSError, ValueError, IndexError):
-            pass                        # it ended meanwhile
+    for path in glob.glob("/proc/[0-9]*"):
+        st = stat(int(path[6:]))
+        if st:                          # else it ended meanwhile
+            out[int(path[6:])] = st
     return out
 
 
@@ -61,12 +68,24 @@ def descendants(pid, procs=None):
     return found
 
 
+def children(pid):
+    return [p for p, st in table().items() if st.ppid == pid]
+
+
+def alive(pid):
+    """pid exists and has not exited (a zombie has)."""
+    st = stat(pid)
+    return bool(st and running(st))
+
+
 def cmdline(pid):
+    """The command line on one line, for a message."""
     try:
         with open("/proc/%d/cmdline" % pid) as f:
-            return f.read().replace("\0", " ").strip() or "[exited]"
+            args = f.read().rstrip("\0").split("\0")
     except OSError:
         return "[exited]"
+    return " ".join(args).replace("\n", "\\n") or "[exited]"
 
 
 def kill(pid):

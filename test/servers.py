@@ -15,6 +15,7 @@ import coverage
 
 from lib import (COVINJECT, TARGETS, Skip, Target, check, cli, cli_ok, function_body,
                  get, measured, tagged, wait_for)
+from procs import alive, children
 
 
 def files_of(tmp):
@@ -29,14 +30,6 @@ def ask(port, text):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(text.encode())
         return s.recv(1024).decode()
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def t_prefork(exe, tmp):
@@ -302,18 +295,6 @@ def _try(fn):
         return fn()
     except OSError:
         return None
-
-
-def children(pid):
-    kids = []
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(stat) as f:
-                if int(f.read().split(")")[-1].split()[1]) == pid:
-                    kids.append(int(stat.split("/")[2]))
-        except (OSError, ValueError):
-            pass
-    return kids
 
 
 E2E = [t_prefork, t_mp_pool, t_exit_snapshot, t_reset_and_interval, t_chain, t_concurrent]
