@@ -9,6 +9,8 @@ import sys
 import time
 import urllib.request
 
+import procs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COVINJECT = os.path.join(ROOT, "covinject")
 TARGETS = os.path.join(ROOT, "test", "targets")
@@ -94,7 +96,8 @@ def discover():
 # ---- processes --------------------------------------------------------------
 
 class Target:
-    """A Python process running one of test/targets, killed at the end."""
+    """A Python process running one of test/targets, killed at the end with
+    everything it forked: it leads a process group of its own (procs.py)."""
 
     live = []
 
@@ -102,7 +105,7 @@ class Target:
         self.proc = subprocess.Popen(
             [exe, os.path.join(TARGETS, script)] + list(args),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, preexec_fn=preexec, env=env)
+            text=True, preexec_fn=preexec, env=env, start_new_session=True)
         Target.live.append(self)
         self.pid = self.proc.pid
         line = self.proc.stdout.readline()
@@ -128,39 +131,30 @@ class Target:
         with open("/proc/%d/maps" % self.pid) as f:
             return "covinject-payload" in f.read()
 
-    def descendants(self):
-        """Pids of the target's descendants (forked workers), deepest last."""
-        parent = {}
-        for stat in glob.glob("/proc/[0-9]*/stat"):
-            try:
-                with open(stat) as f:
-                    parent[int(stat.split("/")[2])] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                pass
-        found, todo = [], [self.pid]
-        while todo:
-            cur = todo.pop()
-            kids = [p for p, pp in parent.items() if pp == cur]
-            found += kids
-            todo += kids
-        return found
-
     def kill(self):
-        """The target and every process it forked: no test leaves workers."""
-        for pid in self.descendants():
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
-        if self.alive():
-            self.proc.kill()
-        self.proc.wait()
+        """The target and every process it forked end, and it is reaped."""
+        procs.end_group(self.proc)
+
+    @classmethod
+    def adopt(cls, proc):
+        """A process a test started itself, with start_new_session=True, to
+        be ended like a target at the end of the test."""
+        t = cls.__new__(cls)
+        t.proc, t.pid = proc, proc.pid
+        cls.live.append(t)
+        return t
 
     @classmethod
     def kill_all(cls):
-        for t in cls.live:
-            t.kill()
-        cls.live = []
+        """Every target ends, even after one of them would not."""
+        live, cls.live, first = cls.live, [], None
+        for t in live:
+            try:
+                t.kill()
+            except (OSError, subprocess.TimeoutExpired) as e:
+                first = first or e
+        if first:
+            raise first
 
 
 def cli(*args, timeout=30, user=None):

@@ -403,10 +403,8 @@ def app_run(exe, app, args):
     """The app started (and registered to be killed), waiting for "go"."""
     p = subprocess.Popen([exe, os.path.join(app, "main.py")] + args, cwd=app,
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    t = Target.__new__(Target)
-    t.proc, t.pid = p, p.pid
-    Target.live.append(t)
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    t = Target.adopt(p)
     check(p.stdout.readline().startswith("READY"), "the app did not start")
     return t
 
@@ -523,10 +521,9 @@ def t_compat_reports(tmp):
     live = os.path.join(tmp, "live")
     os.mkdir(live)
     p = subprocess.Popen(["/usr/bin/python3", "server.py"], cwd=app, stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    t = Target.__new__(Target)
-    t.proc, t.pid = p, p.pid
-    Target.live.append(t)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    t = Target.adopt(p)
     check(p.stdout.readline().startswith("READY"), "server.py did not start")
     cli_ok("start", "-o", live, t.pid)
     t.send("go")

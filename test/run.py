@@ -9,10 +9,15 @@ through coverage.py itself.  Nothing is mocked.
 Every test prints PASS, FAIL or SKIP with its name; the last line is
 "N passed, M failed, K skipped" and the exit status is 1 on any failure.
 Run a subset with: test/run.py -k NAME-SUBSTRING
+
+No process a test started outlives it (procs.py says how): a test that
+leaves one running fails, naming it, and so does the run if any is left
+at its end.
 """
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,9 +26,10 @@ import traceback
 
 import core
 import parity
+import procs
 import safety
 import servers
-from lib import ROOT, Failure, Skip, Target, discover
+from lib import ROOT, Failure, Skip, Target, check, discover
 
 # ---- runner -----------------------------------------------------------------
 
@@ -38,7 +44,11 @@ class Results:
         tmp = tempfile.mkdtemp(prefix="covinject-test-")
         t0 = time.monotonic()
         try:
-            fn(exe, tmp) if exe else fn(tmp) if fn.__code__.co_argcount == 1 else fn()
+            try:
+                fn(exe, tmp) if exe else fn(tmp) if fn.__code__.co_argcount == 1 else fn()
+            finally:
+                left = end_processes()
+            check(not left, "left running: %s" % "; ".join(left))
             self.passed += 1
             print("PASS %s (%.1f s)" % (name, time.monotonic() - t0), flush=True)
         except Skip as e:
@@ -51,12 +61,21 @@ class Results:
                 where = " (at %s:%d)" % (os.path.basename(tb.filename), tb.lineno)
             print("FAIL %s: %s: %s%s" % (name, type(e).__name__, e, where), flush=True)
         finally:
-            Target.kill_all()
             shutil.rmtree(tmp, ignore_errors=True)
 
     def skip(self, name, why):
         self.skipped += 1
         print("SKIP %s: %s" % (name, why), flush=True)
+
+
+def end_processes():
+    """Every target ends with everything it forked; then whatever else is
+    still below the runner is killed: "PID CMDLINE" of each of those."""
+    try:
+        Target.kill_all()
+    except (OSError, subprocess.TimeoutExpired):
+        pass                            # sweep() names what did not end
+    return procs.sweep()
 
 
 def unit_tests(res):
@@ -77,6 +96,11 @@ def main():
     pattern = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else None
     if os.geteuid() != 0:
         sys.exit("test/run.py: the end-to-end tests need root (ptrace and setuid)")
+    procs.become_subreaper()
+    # the targets lead sessions of their own, out of reach of a signal to
+    # the runner's group: end them on the way out (see __main__ below)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
     res = Results(pattern)
     unit_tests(res)
     found, skipped = discover()
@@ -108,10 +132,16 @@ def main():
                 res.run("refusal: %s [%s]" % (name, label), fn)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    for left in procs.sweep():
+        res.failed += 1
+        print("FAIL left running at the end of the run: %s" % left, flush=True)
     print("%d passed, %d failed, %d skipped" % (res.passed, res.failed, res.skipped))
     return 1 if res.failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    finally:
+        procs.sweep()                   # an interrupted run leaves none either
 

@@ -15,6 +15,7 @@ import coverage
 
 from lib import (COVINJECT, TARGETS, Skip, Target, check, cli, cli_ok, function_body,
                  get, measured, tagged, wait_for)
+from procs import alive, children
 
 
 def files_of(tmp):
@@ -29,14 +30,6 @@ def ask(port, text):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(text.encode())
         return s.recv(1024).decode()
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def t_prefork(exe, tmp):
@@ -209,7 +202,9 @@ def t_gunicorn(tmp):
     g = subprocess.Popen([exe, "-m", "gunicorn", "-w", "3", "--max-requests", "4",
                           "-b", "127.0.0.1:%d" % port, "--error-logfile", log,
                           "--chdir", TARGETS, "flaskapp:app"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    gunicorn = Target.adopt(g)
     try:
         url = "http://127.0.0.1:%d/hello" % port
 
@@ -244,8 +239,7 @@ def t_gunicorn(tmp):
             check(hello() == "hello world", "not serving after stop --tree")
         check(g.poll() is None, "gunicorn died")
     finally:
-        g.terminate()
-        g.wait(timeout=30)
+        gunicorn.kill()                 # the master with its workers at once
 
 
 def t_uwsgi(tmp):
@@ -265,7 +259,9 @@ def t_uwsgi(tmp):
                 "--wsgi-file", os.path.join(TARGETS, "wsgiapp.py"), "--pidfile", pidfile,
                 "--disable-logging", "--logto", os.path.join(tmp, "uwsgi.log")]
         u = subprocess.Popen(args + (["--enable-threads"] if threads else []),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+        uwsgi = Target.adopt(u)
         try:
             url = "http://127.0.0.1:%d/x" % port
             wait_for(lambda: _try(lambda: urllib.request.urlopen(url, timeout=5).read()),
@@ -289,10 +285,7 @@ def t_uwsgi(tmp):
             cli_ok("stop", "--tree", master)
             check(urllib.request.urlopen(url, timeout=5).read() == b"hello /x", "not serving")
         finally:
-            for kid in children(u.pid):
-                os.kill(kid, signal.SIGKILL)
-            u.kill()
-            u.wait()
+            uwsgi.kill()                # not worker by worker: the master respawns them
             for p in files_of(tmp):
                 os.unlink(p)
 
@@ -302,18 +295,6 @@ def _try(fn):
         return fn()
     except OSError:
         return None
-
-
-def children(pid):
-    kids = []
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(stat) as f:
-                if int(f.read().split(")")[-1].split()[1]) == pid:
-                    kids.append(int(stat.split("/")[2]))
-        except (OSError, ValueError):
-            pass
-    return kids
 
 
 E2E = [t_prefork, t_mp_pool, t_exit_snapshot, t_reset_and_interval, t_chain, t_concurrent]
