@@ -50,7 +50,7 @@ $(PAYLOAD): $(PAYLOAD_OBJ)
 
 test/unit: $(UNIT_OBJ) inject/elf.o inject/maps.o cli/signames.o cli/proc.o \
 		payload/store.o payload/config.o inject/inject.o inject/borrow.o \
-		inject/remote.o inject/ptrace.o \
+		inject/remote.o inject/ptrace.o inject/fdpass.o \
 		inject/arch/$(ARCH).o
 	$(CC) $(CFLAGS) -o $@ $^
 

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "cli.h"
+#include "../inject/inject.h"
 
 static int collecting_here(pid_t pid, const char *cmd, struct cov_state *s,
 			   struct proc_status *st)
@@ -44,24 +45,23 @@ static int collecting_here(pid_t pid, const char *cmd, struct cov_state *s,
 static int send_request(pid_t pid, const char *cmd, const struct cov_state *s,
 			char req, uint64_t starttime)
 {
-	char fn[64];
 	struct stat st;
 	int fd, ok;
 
 	if (cli_same_process(pid, cmd, starttime))
 		return EXIT_FAIL;
-	snprintf(fn, sizeof(fn), "/proc/%d/fd/%d", (int)pid, s->wake_fd);
-	fd = open(fn, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	fd = inject_take_fd(pid, s->wake_fd, O_WRONLY | O_NONBLOCK);
 	if (fd < 0) {
-		cli_err(pid, cmd, "open the collector's request pipe %s: %s", fn,
-			strerror(errno));
+		cli_err(pid, cmd, "open the collector's request pipe (fd %d): %s",
+			s->wake_fd, strerror(-fd));
 		return EXIT_FAIL;
 	}
 	ok = fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) &&
 	     (write(fd, &req, 1) == 1 || errno == EAGAIN);	/* full: one is pending */
 	close(fd);
 	if (!ok) {
-		cli_err(pid, cmd, "write to the collector's request pipe %s failed", fn);
+		cli_err(pid, cmd, "write to the collector's request pipe (fd %d) failed",
+			s->wake_fd);
 		return EXIT_FAIL;
 	}
 	return EXIT_OK;

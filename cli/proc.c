@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include "cli.h"
 #include "../inject/inject.h"
@@ -176,6 +177,7 @@ int cli_stat_starttime(const char *stat, uint64_t *starttime)
 /* Could the target, with its own credentials, create files in dir? */
 int cli_dir_writable_by(const char *dir, const struct proc_status *st)
 {
+	struct statvfs vfs;
 	struct stat s;
 	int in_group;
 
@@ -184,8 +186,8 @@ int cli_dir_writable_by(const char *dir, const struct proc_status *st)
 	in_group = s.st_gid == st->egid;
 	for (int i = 0; i < st->ngroups && !in_group; i++)
 		in_group = s.st_gid == st->groups[i];
-	if (st->euid == 0)
-		return access(dir, W_OK | X_OK) == 0;
+	if (st->euid == 0)	/* root passes the mode bits; not a read-only mount */
+		return statvfs(dir, &vfs) == 0 && !(vfs.f_flag & ST_RDONLY);
 	if (s.st_uid == st->euid)
 		return (s.st_mode & 0300) == 0300;
 	if (in_group)

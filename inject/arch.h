@@ -45,6 +45,9 @@ int arch_idle_rank(long nr, uint64_t arg1);
  */
 long arch_interrupted_syscall(const struct arch_regs *r);
 
+/* That syscall's second argument (a futex's operation). */
+uint64_t arch_syscall_arg1(const struct arch_regs *r);
+
 /* Bytes below sp that the ABI lets leaf code use without moving sp. */
 #define ARCH_RED_ZONE 128
 

@@ -20,6 +20,7 @@
 
 #define MAX_THREADS	256
 #define BUSY_TRIES	50
+#define UNKNOWN		(-3)	/* syscall file unreadable: judge after the stop */
 
 int64_t inject_now_ns(void)
 {
@@ -35,7 +36,12 @@ struct candidate {
 	int rank;
 };
 
-/* /proc/PID/task/TID/syscall: "nr arg1 ... arg6 sp pc", or "running". */
+/*
+ * /proc/PID/task/TID/syscall: "nr arg1 ... arg6 sp pc", or "running".  It
+ * is mode 0400 of the target's user: a caller of another uid with only
+ * CAP_SYS_PTRACE cannot read it (the mode is checked before ptrace
+ * access), and then the registers decide after the stop (UNKNOWN).
+ */
 static int read_syscall(pid_t pid, pid_t tid, long *nr, uint64_t *arg1)
 {
 	char fn[96], buf[256];
@@ -45,6 +51,10 @@ static int read_syscall(pid_t pid, pid_t tid, long *nr, uint64_t *arg1)
 
 	snprintf(fn, sizeof(fn), "/proc/%d/task/%d/syscall", (int)pid, (int)tid);
 	fd = open(fn, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == EACCES) {
+		*nr = UNKNOWN;
+		return 0;
+	}
 	if (fd < 0)
 		return -errno;
 	n = read(fd, buf, sizeof(buf) - 1);
@@ -83,7 +93,7 @@ static int list_threads(pid_t pid, struct candidate *c, int max)
 		if (read_syscall(pid, c[n].tid, &nr, &arg1))
 			continue;
 		c[n].nr = nr;
-		c[n].rank = nr >= 0 ? arch_idle_rank(nr, arg1) : 0;
+		c[n].rank = nr >= 0 ? arch_idle_rank(nr, arg1) : nr == UNKNOWN ? 1 : 0;
 		n++;
 	}
 	closedir(dir);
@@ -174,6 +184,8 @@ static int find_thread(pid_t pid, struct borrowed *b, struct inject_err *err)
 			}
 			nr = arch_interrupted_syscall(&b->regs);
 			if ((c[i].rank > 0 && nr == c[i].nr) ||
+			    (c[i].nr == UNKNOWN && nr >= 0 &&
+			     arch_idle_rank(nr, arch_syscall_arg1(&b->regs)) > 0) ||
 			    (nr < 0 && in_interpreter(pid, arch_ip(&b->regs)))) {
 				b->syscall = nr;
 				return 0;

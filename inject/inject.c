@@ -15,7 +15,6 @@
  * memfd left by an earlier covinject that was killed is reused.  If we are
  * killed at any instant, the thread still completes and is restored.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -168,43 +167,30 @@ static int read_payload(const char *path, unsigned char **buf, size_t *len,
 /* A memfd of ours in the target (left by a covinject killed mid-attach). */
 static int find_memfd(pid_t pid)
 {
-	char dir[64], fn[340], link[128];
-	struct dirent *d;
-	DIR *dp;
-	int fd = -1;
+	int fd = inject_find_fd(pid, maps_is_payload);
 
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
-	if (!(dp = opendir(dir)))
-		return -1;
-	while (fd < 0 && (d = readdir(dp))) {
-		ssize_t n;
-
-		snprintf(fn, sizeof(fn), "%s/%s", dir, d->d_name);
-		n = readlink(fn, link, sizeof(link) - 1);
-		if (n <= 0)
-			continue;
-		link[n] = 0;
-		if (maps_is_payload(link))
-			fd = atoi(d->d_name);
-	}
-	closedir(dp);
-	return fd;
+	return fd >= 0 ? fd : -1;
 }
 
+/* Our bytes into the target's memfd rfd, through a copy of that fd: it
+ * shares the target's file offset, so write at explicit offsets. */
 static int fill_memfd(pid_t pid, int rfd, const unsigned char *buf, size_t len,
 		      struct inject_err *err)
 {
-	char fn[64];
-	int fd, r = 0;
+	int fd = inject_take_fd(pid, rfd, O_RDWR), r = 0;
 
-	snprintf(fn, sizeof(fn), "/proc/%d/fd/%d", (int)pid, rfd);
-	if ((fd = open(fn, O_WRONLY | O_TRUNC | O_CLOEXEC)) < 0)
-		return inject_fail(err, -errno, "open %s: %s", fn, strerror(errno));
+	if (fd < 0)
+		return inject_fail(err, fd, "take the memfd (fd %d) of %d: %s", rfd,
+				   (int)pid, strerror(-fd));
+	if (ftruncate(fd, 0))
+		r = inject_fail(err, -errno, "truncate the memfd of %d: %s", (int)pid,
+				strerror(errno));
 	for (size_t done = 0; done < len && !r;) {
-		ssize_t n = write(fd, buf + done, len - done);
+		ssize_t n = pwrite(fd, buf + done, len - done, (off_t)done);
 
 		if (n < 0 && errno != EINTR)
-			r = inject_fail(err, -errno, "write %s: %s", fn, strerror(errno));
+			r = inject_fail(err, -errno, "write the memfd of %d: %s", (int)pid,
+					strerror(errno));
 		done += n > 0 ? (size_t)n : 0;
 	}
 	close(fd);
@@ -254,6 +240,26 @@ static int load_payload(struct excursion *x, const struct libc_fns *f,
 	return 0;
 }
 
+/*
+ * Close ours, and any memfd of ours left by a covinject killed while the
+ * thread was still on its way into memfd_create (it completes on its own,
+ * so that one may appear after the next start looked): none stays open.
+ */
+static int close_memfds(struct excursion *x, const struct libc_fns *f, int rfd,
+			struct inject_err *err)
+{
+	uint64_t a[1];
+	int r;
+
+	for (int i = 0; i < 8 && (rfd >= 0 || (rfd = find_memfd(x->pid)) >= 0); i++) {
+		a[0] = (uint64_t)rfd;
+		if ((r = inject_exc_call(x, "close", f->close, a, 1, err)))
+			return r;
+		rfd = -1;
+	}
+	return 0;
+}
+
 /* cov_start(config): its outcome shows in the payload's status block. */
 static int call_start(struct excursion *x, const char *config, struct inject_err *err)
 {
@@ -282,7 +288,7 @@ int inject_start(pid_t pid, const char *payload_path, const char *config,
 	unsigned char *bytes = NULL;
 	size_t len = 0;
 	raddr_t dummy;
-	int r, rfd = -1, loaded;
+	int r, q, rfd = -1, loaded;
 
 	memset(&b, 0, sizeof(b));
 	/* 1. everything we can do without stopping the target */
@@ -304,12 +310,8 @@ int inject_start(pid_t pid, const char *payload_path, const char *config,
 		r = load_payload(&x, &f, bytes, len, &rfd, err);
 	if (!r)
 		r = call_start(&x, config, err);
-	if (rfd >= 0) {
-		uint64_t a[1] = { (uint64_t)rfd };
-		int q = inject_exc_call(&x, "close", f.close, a, 1, err);
-
+	if ((q = close_memfds(&x, &f, rfd, err)))
 		r = r ? r : q;
-	}
 	/* 4. give the thread back: its sigreturn restores everything */
 	inject_exc_end(&x);
 out_stats:

@@ -48,6 +48,13 @@ int inject_payload_symbol(pid_t pid, const char *sym, raddr_t *addr,
 int inject_read(pid_t pid, raddr_t addr, void *buf, size_t len)
 	__attribute__((warn_unused_result));
 
+/* A copy of pid's fd (pidfd_getfd; before Linux 5.6 /proc/PID/fd/N opened
+ * with flags): ours to close, or -errno. */
+int inject_take_fd(pid_t pid, int fd, int flags);
+
+/* The first fd of pid whose /proc link text matches, or -ENOENT/-errno. */
+int inject_find_fd(pid_t pid, int (*match)(const char *link));
+
 /* This kernel lets us hand files to another process (pidfd_getfd, 5.6). */
 int inject_can_pass_fds(void);
 

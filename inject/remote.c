@@ -81,8 +81,11 @@ int inject_exc_begin(struct excursion *x, pid_t pid, struct borrowed *b,
 	xs = (x->strings - xlen) & ~(raddr_t)(ARCH_XSTATE_ALIGN - 1);
 	x->frame = ((xs - fbytes - ARCH_FRAME_ALIGN) & ~(raddr_t)(ARCH_FRAME_ALIGN - 1)) +
 		   ARCH_FRAME_MISALIGN;
-	/* a marker the program does not block in this thread */
-	if (!(b->sigmask & (1ULL << (SIGURG - 1))))
+	/* a marker the program does not block in this thread, if we may signal
+	 * it at all (CAP_SYS_PTRACE without CAP_KILL over another uid may not) */
+	if (kill(pid, 0))
+		x->marker = 0;
+	else if (!(b->sigmask & (1ULL << (SIGURG - 1))))
 		x->marker = SIGURG;
 	else if (!(b->sigmask & (1ULL << (SIGWINCH - 1))))
 		x->marker = SIGWINCH;

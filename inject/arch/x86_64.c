@@ -70,6 +70,11 @@ raddr_t arch_sp(const struct arch_regs *r)
 	return CR(r)->rsp;
 }
 
+uint64_t arch_syscall_arg1(const struct arch_regs *r)
+{
+	return CR(r)->rsi;
+}
+
 long arch_interrupted_syscall(const struct arch_regs *r)
 {
 	long nr = (long)CR(r)->orig_rax;
