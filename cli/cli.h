@@ -45,6 +45,9 @@ struct proc_status {
 	uint64_t sigcgt, sigign;
 	int kthread;
 	pid_t nspid;		/* the pid it knows itself by: NSpid's last field */
+	uint64_t capeff;	/* effective capabilities */
+	int seccomp;		/* 0 none, 1 strict, 2 filter */
+	int nonewprivs;
 	uint64_t starttime;	/* field 22 of /proc/PID/stat: tells reused pids apart */
 };
 
@@ -86,6 +89,13 @@ int cli_target_path(pid_t pid, const char *path, char *out, size_t len);
 int cli_out_dir(const char *cmd, pid_t pid, const char *given,
 		const struct proc_status *st, char *dir, size_t len, int *by_fd);
 int cli_send_dir(pid_t pid, const char *cmd, int dir_sock, const char *dir);
+
+/* access.c */
+void cli_access_hint(pid_t pid, const struct proc_status *st, char *buf, size_t len);
+
+/* needs.c */
+int cli_target_has_sqlite(pid_t pid);
+int cli_target_has_proc(pid_t pid);
 
 /* util.c */
 double cli_now(void);

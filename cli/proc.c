@@ -101,6 +101,12 @@ int cli_proc_status_parse(const char *text, struct proc_status *st)
 					st->nspid = (pid_t)n;
 					v = end;
 				}
+			} else if (k == 6 && !strncmp(line, "CapEff", 6)) {
+				st->capeff = strtoull(v, NULL, 16);
+			} else if (k == 7 && !strncmp(line, "Seccomp", 7)) {
+				st->seccomp = atoi(v);
+			} else if (k == 10 && !strncmp(line, "NoNewPrivs", 10)) {
+				st->nonewprivs = atoi(v);
 			} else if (k == 7 && !strncmp(line, "Kthread", 7)) {			} else if (k == 7 && !strncmp(line, "Kthread", 7)) {
 				st->kthread = atoi(v);
 			}

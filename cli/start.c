@@ -58,22 +58,22 @@ static int uwsgi_without_threads(pid_t pid)
 	return uwsgi;
 }
 
-static int check_python(pid_t pid, const char *cmd, const char *name,
+static int check_python(pid_t pid, const char *cmd, const struct proc_status *st,
 			int *major, int *minor)
 {
-	char image[512];
+	char image[512], hint[400];
 	int r = inject_python_version(pid, major, minor, image, sizeof(image));
 
 	if (r == -EACCES || r == -EPERM) {
-		cli_err(pid, cmd, "cannot read /proc/%d/maps: %s (run as root, or as "
-			"the process's user with ptrace permission)", (int)pid,
-			strerror(-r));
+		cli_access_hint(pid, st, hint, sizeof(hint));
+		cli_err(pid, cmd, "cannot read /proc/%d/maps: %s (%s)", (int)pid,
+			strerror(-r), hint);
 		return EXIT_FAIL;
 	}
 	if (r) {
 		cli_err(pid, cmd, "%s is not a CPython process: no libpython3.X or "
 			"python3.X is mapped in it (give the pid of a Python 3.9-3.13 "
-			"interpreter)", name);
+			"interpreter)", st->name);
 		return EXIT_FAIL;
 	}
 	if (*major != 3 || *minor < 9 || *minor > 13) {
@@ -107,31 +107,6 @@ static int check_signal(struct cli_opts *o, const char *what, int sig,
 		st->sigcgt & SIGBIT(sig) ? "handles" : "ignores",
 		cli_signal_name(sig, name, sizeof(name)), what);
 	return EXIT_FAIL;
-}
-
-static int ptrace_hint(pid_t pid, const struct proc_status *st, char *buf, size_t len)
-{
-	FILE *f = fopen("/proc/sys/kernel/yama/ptrace_scope", "re");
-	int scope = 0;
-
-	if (f) {
-		if (fscanf(f, "%d", &scope) != 1)
-			scope = 0;
-		fclose(f);
-	}
-	if (st->tracer)
-		snprintf(buf, len, "it is already traced by pid %d: detach that "
-			 "debugger or tracer first", (int)st->tracer);
-	else if (scope > 0 && geteuid() != 0)
-		snprintf(buf, len, "kernel.yama.ptrace_scope is %d: run as root or "
-			 "with CAP_SYS_PTRACE", scope);
-	else if (geteuid() != 0 && geteuid() != st->euid)
-		snprintf(buf, len, "it runs as uid %u: run as root or as that user",
-			 (unsigned)st->euid);
-	else
-		snprintf(buf, len, "run as root or with CAP_SYS_PTRACE");
-	(void)pid;
-	return 0;
 }
 
 static int find_payload(char *out, size_t len)
@@ -344,7 +319,7 @@ static int start_checks(struct cli_opts *o, struct proc_status *st, char *dir,
 	int major, minor, r;
 
 	if ((r = cli_check_process(o->pid, "start", st)) ||
-	    (r = check_python(o->pid, "start", st->name, &major, &minor)))
+	    (r = check_python(o->pid, "start", st, &major, &minor)))
 		return r;
 	if (o->branch && minor < 12) {
 		cli_err(o->pid, "start", "--branch is not supported on Python %d.%d: it "
@@ -356,6 +331,21 @@ static int start_checks(struct cli_opts *o, struct proc_status *st, char *dir,
 		cli_err(o->pid, "start", "uWSGI runs without --enable-threads: it never "
 			"releases the GIL to other threads, so the collector could never "
 			"start (restart uWSGI with --enable-threads)");
+		return EXIT_FAIL;
+	}
+	if (!cli_target_has_proc(o->pid)) {
+		cli_err(o->pid, "start", "the process has no /proc in its root (a "
+			"container without procfs): covinject loads its collector "
+			"through /proc/self/fd and cannot attach (mount proc at /proc "
+			"in its mount namespace)");
+		return EXIT_FAIL;
+	}
+	if (!cli_target_has_sqlite(o->pid)) {
+		cli_err(o->pid, "start", "the process cannot load libsqlite3.so.0: "
+			"none in its root's library directories, and covinject writes "
+			"coverage.py's SQLite data files with the process's own "
+			"SQLite (install it in the image: libsqlite3-0 on Debian and "
+			"Ubuntu, sqlite-libs on RHEL and Alpine)");
 		return EXIT_FAIL;
 	}
 	if (st->state == 'T' || st->state == 't') {
@@ -393,7 +383,7 @@ int cli_start(struct cli_opts *all, pid_t pid)
 	struct inject_stats stats = { 0 };
 	struct proc_status st;
 	struct cov_state s;
-	char dir[PATH_MAX], payload[PATH_MAX], config[12000], hint[256], name[32];
+	char dir[PATH_MAX], payload[PATH_MAX], config[12000], hint[400], name[32];
 	sigset_t block, old;
 	uint32_t calls;
 	int r, by_fd;
@@ -421,7 +411,7 @@ int cli_start(struct cli_opts *all, pid_t pid)
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (r) {
 		if (r == -EPERM) {
-			ptrace_hint(o->pid, &st, hint, sizeof(hint));
+			cli_access_hint(o->pid, &st, hint, sizeof(hint));
 			cli_err(o->pid, "start", "%s (%s)", err.msg, hint);
 		} else {
 			cli_err(o->pid, "start", "%s", err.msg);

@@ -96,8 +96,12 @@ int cli_need_state(pid_t pid, const char *cmd, struct cov_state *s)
 		return EXIT_FAIL;
 	}
 	if (r == -EPERM || r == -EACCES) {
-		cli_err(pid, cmd, "cannot read its memory: %s (run as root or as the "
-			"process's user, with ptrace permission)", strerror(-r));
+		struct proc_status st;
+		char hint[400] = "run as root or as the process's user";
+
+		if (cli_proc_status(pid, &st) == 0)
+			cli_access_hint(pid, &st, hint, sizeof(hint));
+		cli_err(pid, cmd, "cannot read its memory: %s (%s)", strerror(-r), hint);
 		return EXIT_FAIL;
 	}
 	if (r) {

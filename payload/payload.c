@@ -305,6 +305,20 @@ static int take_dir(void)
 	return 1;
 }
 
+/* Before anything is installed: data files need the process's SQLite. */
+static int need_sqlite(void)
+{
+	char err[COV_ERR_MAX - 200] = "";
+	struct sqlite_api sq;
+
+	if (cov_sqlite_load(&sq, err, sizeof(err)) == 0)
+		return 0;
+	set_error("%s (covinject writes coverage.py's SQLite data files with the "
+		  "process's own libsqlite3: install it in the image, libsqlite3-0 "
+		  "on Debian and Ubuntu, sqlite-libs on RHEL and Alpine)", err);
+	return -1;
+}
+
 /* At start: the directory the CLI sends, or (out_fd=0) the out= path. */
 static int open_out(void)
 {
@@ -637,7 +651,7 @@ static void *payload_main(void *forked)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	if (!forked) {
-		if (open_out() || setup()) {
+		if (open_out() || need_sqlite() || setup()) {
 			close_fd(&outdir.dirfd);
 			set_phase(COV_FAILED);
 			return NULL;

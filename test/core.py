@@ -10,7 +10,7 @@ import time
 
 import coverage
 
-from lib import (COVINJECT, ROOT, SUPPORTED, TARGETS, Skip, Target, as_nobody, check,
+from lib import (COVINJECT, DOCKER_CAPS, ROOT, SUPPORTED, TARGETS, Skip, Target, as_nobody, check,
                  cli, cli_ok, dumps, function_body, get, measured, py_version,
                  tagged, wait_for)
 
@@ -227,8 +227,8 @@ def t_help(tmp):
 
 # ---- refusals: message, exit status, target untouched -----------------------
 
-def refusal(args, status, pattern, target=None, user=None):
-    r = cli(*args, user=user)
+def refusal(args, status, pattern, target=None, user=None, prefix=None):
+    r = cli(*args, user=user, prefix=prefix)
     check(r.returncode == status, "exit %d, expected %d: %s" % (r.returncode, status, r.stderr.strip()))
     lines = r.stderr.strip().splitlines()
     check(len(lines) == 1, "expected one line, got %r" % r.stderr)
@@ -340,8 +340,18 @@ def refusal_tests(exe, tmp):
         t = Target(exe, "idle.py")
         os.chmod(tmp, 0o777)
         refusal(["start", "-o", tmp, t.pid], 1,
-                r"^covinject: start %d: .*(Operation not permitted|Permission denied).*run as root" % t.pid,
-                t, user=65534)
+                r"^covinject: start %d: cannot read /proc/%d/maps: Permission denied \(it "
+                r"runs as uid 0 and covinject as uid 65534: run as that user, as root, "
+                r"or with CAP_SYS_PTRACE\)$" % (t.pid, t.pid), t, user=65534)
+
+    @add("root without CAP_SYS_PTRACE, as in a container")
+    def _():
+        t = Target(exe, "idle.py")
+        refusal(["start", "-o", tmp, t.pid], 1,
+                r"^covinject: start %d: cannot read /proc/%d/maps: Permission denied "
+                r"\(covinject runs as root without CAP_SYS_PTRACE, as in a container: add "
+                r"it with docker run --cap-add SYS_PTRACE" % (t.pid, t.pid), t,
+                prefix=["setpriv", "--bounding-set", DOCKER_CAPS])
 
     @add("dump when not attached")
     def _():

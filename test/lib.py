@@ -14,6 +14,10 @@ import procs
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COVINJECT = os.path.join(ROOT, "covinject")
 TARGETS = os.path.join(ROOT, "test", "targets")
+# Docker's default capability set (moby's oci/caps/defaults.go), for setpriv.
+DOCKER_CAPS = ("-all,+chown,+dac_override,+fowner,+fsetid,+kill,+setgid,+setuid,"
+               "+setpcap,+net_bind_service,+net_raw,+sys_chroot,+mknod,+audit_write,"
+               "+setfcap")
 SUPPORTED = [(3, 9), (3, 10), (3, 11), (3, 12), (3, 13)]
 
 try:
@@ -157,13 +161,16 @@ class Target:
             raise first
 
 
-def cli(*args, timeout=30, user=None):
+def cli(*args, timeout=30, user=None, prefix=None):
+    """covinject ARGS; as nobody with user, under a wrapper command with prefix
+    (setpriv, nsenter)."""
     def drop():
         os.setgid(65534)
         os.setgroups([])
         os.setuid(65534)
-    r = subprocess.run([COVINJECT] + [str(a) for a in args], capture_output=True,
-                       text=True, timeout=timeout, preexec_fn=drop if user else None)
+    r = subprocess.run((prefix or []) + [COVINJECT] + [str(a) for a in args],
+                       capture_output=True, text=True, timeout=timeout,
+                       preexec_fn=drop if user else None)
     return r
 
 
