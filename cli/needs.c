@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 #include "cli.h"
@@ -34,12 +35,15 @@ static const char *const default_dirs[] = {
 static int has_lib(pid_t pid, const char *dir, size_t n)
 {
 	char fn[PATH_MAX];
+	struct stat st;
 
 	if (!n || dir[0] != '/' ||
 	    (size_t)snprintf(fn, sizeof(fn), "/proc/%d/root%.*s/" SQLITE, (int)pid,
 			     (int)n, dir) >= sizeof(fn))
 		return 0;
-	return access(fn, R_OK) == 0;
+	/* stat, not access: access(2) drops a non-root caller's capabilities,
+	 * and CAP_SYS_PTRACE is what opens /proc/PID/root to us */
+	return stat(fn, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 /* A colon- or newline-separated list of directories. */

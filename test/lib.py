@@ -105,9 +105,13 @@ class Target:
 
     live = []
 
-    def __init__(self, exe, script, *args, preexec=None, env=None):
+    def __init__(self, exe, script, *args, preexec=None, env=None, wrap=None):
+        """wrap: a command that runs the interpreter in namespaces of its own
+        (unshare, setpriv); the target is then the process below it that
+        runs the script, which its stdout reaches through."""
+        path = os.path.join(TARGETS, script)
         self.proc = subprocess.Popen(
-            [exe, os.path.join(TARGETS, script)] + list(args),
+            (wrap or []) + [exe, path] + list(args),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, preexec_fn=preexec, env=env, start_new_session=True)
         Target.live.append(self)
@@ -116,13 +120,18 @@ class Target:
         if not line.startswith("READY"):
             raise Failure("%s did not start: %r %s" % (script, line, self.proc.stderr.read()))
         self.ready = line.split()
+        if wrap:
+            runs = [p for p in [self.pid] + procs.descendants(self.pid)
+                    if procs.cmdline(p).split()[1:2] == [path]]
+            check(runs, "no process runs %s below %s" % (script, wrap[0]))
+            self.pid = runs[0]
 
     def send(self, line):
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
 
     def alive(self):
-        return self.proc.poll() is None
+        return self.proc.poll() is None and procs.alive(self.pid)
 
     def sigcgt(self):
         with open("/proc/%d/status" % self.pid) as f:

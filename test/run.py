@@ -24,6 +24,7 @@ import tempfile
 import time
 import traceback
 
+import containers
 import core
 import parity
 import procs
@@ -109,7 +110,7 @@ def main():
     print("interpreters: %s" % ", ".join("%s (%d.%d)" % (l, v[0], v[1]) for l, _, v in found),
           flush=True)
     for label, exe, _ in found:
-        for fn in core.E2E + servers.E2E + safety.E2E + parity.E2E:
+        for fn in core.E2E + servers.E2E + safety.E2E + parity.E2E + containers.E2E:
             res.run("%s [%s]" % (fn.__name__[2:], label), fn, exe)
     res.run("install", core.t_install)
     res.run("help and version", core.t_help)
@@ -120,6 +121,9 @@ def main():
     every = os.environ.get("COVINJECT_KILL_TRIALS") and found or system
     for label, exe, _ in every:
         for fn in safety.SYSTEM_EXE:
+            res.run("%s [%s]" % (fn.__name__[2:], label), fn, exe)
+    for label, exe, _ in system:
+        for fn in containers.SYSTEM_EXE:
             res.run("%s [%s]" % (fn.__name__[2:], label), fn, exe)
     if os.environ.get("COVINJECT_LONG"):
         for label, exe, _ in found:
