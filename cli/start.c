@@ -189,11 +189,13 @@ static void drop_last(char *path)
 	*(slash ? slash : path) = 0;
 }
 
-static int abs_pattern(const char *pat, char *out, size_t len)
+static int abs_pattern(pid_t pid, const char *pat, char *out, size_t len)
 {
 	char work[PATH_MAX], path[PATH_MAX] = "", next[PATH_MAX], real[PATH_MAX];
 	char *comp, *save;
 	struct stat st;
+	size_t n;
+	int theirs;
 
 	if (pat[0] == '*' || pat[0] == '?')
 		return snprintf(out, len, "%s", pat) < (int)len ? 0 : -1;
@@ -202,6 +204,11 @@ static int abs_pattern(const char *pat, char *out, size_t len)
 	else if (!getcwd(path, sizeof(path)) ||
 		 snprintf(work, sizeof(work), "%s/%s", path, pat) >= (int)sizeof(work))
 		return -1;
+	/* /proc/PID/root/...: the target's own name for it, taken as written
+	 * (its symlinks are not ours to resolve) */
+	n = (size_t)snprintf(next, sizeof(next), "/proc/%d/root/", (int)pid);
+	if ((theirs = !strncmp(work, next, n)))
+		memmove(work, work + n - 1, strlen(work + n - 1) + 1);
 	path[0] = 0;
 	for (comp = strtok_r(work, "/", &save); comp; comp = strtok_r(NULL, "/", &save)) {
 		if (!strcmp(comp, "."))
@@ -212,7 +219,8 @@ static int abs_pattern(const char *pat, char *out, size_t len)
 		}
 		if (snprintf(next, sizeof(next), "%s/%s", path, comp) >= (int)sizeof(next))
 			return -1;
-		if (lstat(next, &st) == 0 && S_ISLNK(st.st_mode) && realpath(next, real))
+		if (!theirs && lstat(next, &st) == 0 && S_ISLNK(st.st_mode) &&
+		    realpath(next, real))
 			snprintf(path, sizeof(path), "%s", strcmp(real, "/") ? real : "");
 		else
 			snprintf(path, sizeof(path), "%s", next);
@@ -230,7 +238,7 @@ static int pattern_lines(struct cli_opts *o, const char *key, const char *const 
 	for (int i = 0; i < n; i++) {
 		snprintf(list, sizeof(list), "%s", pats[i]);
 		for (item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
-			if (abs_pattern(item, one, sizeof(one))) {
+			if (abs_pattern(o->pid, item, one, sizeof(one))) {
 				cli_err(o->pid, "start", "--%s %s: cannot make it an absolute "
 					"pattern (path too long?)", key, item);
 				return -1;

@@ -71,6 +71,28 @@ def t_container_from_host(exe, tmp):
     check(get(port, "/c") == "c3" and t.alive(), "not serving after stop")
 
 
+def t_container_scope(exe, tmp):
+    """--source and --include name directories as the caller sees them: one
+    the container sees at the same path, or under /proc/PID/root; one only
+    the host has is refused, untouched."""
+    out = os.path.join(tmp, "out")
+    os.mkdir(out)
+    t = container(exe, "http_server.py", tmp)
+    r = cli("start", "-o", out, "--source", tmp, t.pid)
+    check(r.returncode == 1 and re.match(
+        r"^covinject: start %d: --source %s: the process does not see this directory" %
+        (t.pid, re.escape(tmp)), r.stderr), "host-only source: %r" % r.stderr)
+    check(not t.payload_mapped(), "the target was touched")
+    theirs = "/proc/%d/root%s" % (t.pid, TARGETS)
+    for scope in (["--source", TARGETS], ["--source", theirs],
+                  ["--include", theirs + "/http*"]):
+        cli_ok("start", "-o", out, *scope, t.pid)
+        check(get(int(t.ready[1]), "/a") == "a2", "route a")
+        path = cli_ok("stop", t.pid).strip()
+        check(tagged("http_server.py", "a") <= measured(path, "http_server.py"),
+              "%s: nothing measured" % " ".join(scope))
+
+
 def ask(port, text):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(text.encode())
@@ -269,5 +291,5 @@ def t_no_proc(exe, tmp):
 
 # every interpreter: the container from the host; the system's: the rest
 E2E = [t_container_from_host]
-SYSTEM_EXE = [t_container_tree, t_container_inside, t_read_only_root, t_nobody_both,
+SYSTEM_EXE = [t_container_scope, t_container_tree, t_container_inside, t_read_only_root, t_nobody_both,
               t_cap_sys_ptrace_only, t_docker_caps, t_user_namespace, t_no_sqlite, t_no_proc]
