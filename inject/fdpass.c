@@ -55,8 +55,9 @@ int inject_take_fd(pid_t pid, int fd, int flags)
 	if (r != -ENOSYS)
 		return r;
 	snprintf(fn, sizeof(fn), "/proc/%d/fd/%d", (int)pid, fd);
-	r = open(fn, flags | O_CLOEXEC);
-	return r < 0 ? -errno : r;
+	if ((r = open(fn, flags | O_CLOEXEC)) < 0)
+		return -errno;
+	return r;	/* the caller's to close */
 }
 
 /* What our copy of one of its fds is: "/memfd:NAME (deleted)", a path. */
