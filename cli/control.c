@@ -27,10 +27,13 @@ static int collecting_here(pid_t pid, const char *cmd, struct cov_state *s,
 	if ((r = cli_check_process(pid, cmd, st)) || (r = cli_need_state(pid, cmd, s)))
 		return r;
 	if (!cli_state_is_own(pid, s)) {
-		cli_err(pid, cmd, "covinject is not collecting in this process: it only "
-			"inherited the collector's memory from its parent (its pid %d "
-			"in its own namespace), forked before collection started "
-			"(start it with: covinject start %d)", (int)s->pid, (int)pid);
+		cli_err(pid, cmd, "covinject is not collecting in this process on its "
+			"own: it inherited the collector's memory from its parent (its "
+			"pid %d in its own namespace), %s (start it with: covinject "
+			"start %d)", (int)s->pid, s->unhooked ? "forked without "
+			"Python's after-fork hooks; it writes what it records to a "
+			"file of its own when it exits normally" : "forked before "
+			"collection started", (int)pid);
 		return EXIT_FAIL;
 	}
 	if (s->phase != COV_COLLECTING) {
@@ -235,9 +238,17 @@ int cli_status(struct cli_opts *o, pid_t pid)
 	if ((r = cli_need_state(pid, "status", &s)))
 		return r;
 	if (!cli_state_is_own(pid, &s)) {
-		printf("pid %d: covinject not collecting (memory inherited from its "
-		       "pid %d, forked before collection started)\n", (int)pid,
-		       (int)s.pid);
+		if (s.unhooked)
+			printf("pid %d: covinject inherited from its parent (its pid %d), "
+			       "forked without Python's after-fork hooks: it records, and "
+			       "writes its own file only when it exits normally; no "
+			       "dump or stop reaches it (give it a collector of its own "
+			       "with: covinject start %d)\n", (int)pid, (int)s.pid,
+			       (int)pid);
+		else
+			printf("pid %d: covinject not collecting (memory inherited from "
+			       "its pid %d, forked before collection started)\n",
+			       (int)pid, (int)s.pid);
 		return EXIT_OK;
 	}
 	print_status(pid, &s);

@@ -363,11 +363,14 @@ static int start_checks(struct cli_opts *o, struct proc_status *st, char *dir,
 	}
 	*calls = 0;
 	if (cli_read_state(o->pid, &s) == 0 && settled(o, &s) == 0) {
-		if (active(&s)) {
+		if (active(&s) && cli_state_is_own(o->pid, &s)) {
 			cli_err(o->pid, "start", "covinject is already collecting in this "
 				"process (stop it with: covinject stop %d)", (int)o->pid);
 			return EXIT_FAIL;
 		}
+		/* a child's inherited collector: its handlers are ours, and go */
+		if (s.phase == COV_COLLECTING && s.unhooked && !s.chain)
+			st->sigcgt &= ~(SIGBIT(s.dump_sig) | SIGBIT(s.stop_sig));
 		*calls = s.start_calls;
 	}
 	if ((r = check_signal(o, "dump", o->dump_sig, st)) ||

@@ -89,8 +89,15 @@ static int skip_descendant(const struct cli_command *c, pid_t pid)
 	}
 	if (!c->needs_collecting)
 		return 0;
-	if (cli_read_state(pid, &s) || !cli_state_is_own(pid, &s)) {
+	if (cli_read_state(pid, &s)) {
 		printf("%d: skipped: covinject is not loaded in it\n", (int)pid);
+		return 1;
+	}
+	if (!cli_state_is_own(pid, &s)) {
+		printf("%d: skipped: %s\n", (int)pid, s.unhooked ? "forked without "
+		       "Python's after-fork hooks, it has no collector of its own (it "
+		       "writes its own file when it exits normally; covinject start "
+		       "gives it one)" : "it only inherited the collector's memory");
 		return 1;
 	}
 	if (s.phase != COV_COLLECTING) {

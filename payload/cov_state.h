@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #define COV_STATE_MAGIC	0x31746e6a69766f63ULL	/* "covinjt1" */
-#define COV_STATE_ABI	4
+#define COV_STATE_ABI	5
 #define COV_PATH_MAX	4096
 #define COV_ERR_MAX	512
 
@@ -56,6 +56,9 @@ struct cov_state {
 	uint32_t chain;			/* our handlers call the previous ones */
 	uint32_t handlers_lost;		/* the program replaced a handler of ours */
 	uint32_t forked;		/* 1 in a child forked while collecting */
+	uint32_t unhooked;		/* 1 in a child forked without Python's
+					 * after-fork hooks: it inherited the
+					 * collector, not its thread or pipe */
 	int64_t last_dump_ns;		/* CLOCK_REALTIME of the last snapshot */
 	char data_file[COV_PATH_MAX];	/* where the next snapshot goes */
 	char last_file[COV_PATH_MAX];	/* where the last snapshot went */

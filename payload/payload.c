@@ -379,6 +379,8 @@ void cov_on_exit(void)
 	if (cov_state.phase != COV_COLLECTING || exiting)
 		return;
 	exiting = 1;	/* our thread must not touch Python from now on */
+	if (cov_state.unhooked)
+		make_names();	/* its own file, never its parent's */
 	cov_collect_stop();
 	if (cov_collect_snapshot(&snap) == 0) {
 		cov_store_counts(&files, &lines);
@@ -394,6 +396,9 @@ void cov_on_exit(void)
 
 static void *payload_main(void *arg);
 
+/* How payload_main begins. */
+enum { RUN_START, RUN_FORKED, RUN_ADOPT };
+
 /*
  * In a child forked while collecting (os.fork, multiprocessing, a prefork
  * server): the collector and handlers are inherited, our thread is not.
@@ -406,23 +411,22 @@ void cov_on_fork_child(void)
 	if (cov_state.phase != COV_COLLECTING || exiting)
 		return;
 	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0) {
-		close(wake[0]);
-		close(wake[1]);
 		wake[0] = p[0];
 		wake[1] = p[1];
 		cov_signals_set_wake(p[1]);
 	}
-	if (dir_sock[0] >= 0 && open_dir_sock())
-		close_dir_sock();	/* never the parent's: dump -o is refused */
+	if (cov_cfg.out_fd && open_dir_sock())
+		close_dir_sock();	/* then dump -o is refused */
 	cov_collect_rearm();
 	cov_state_begin();
 	cov_state.pid = getpid();
 	cov_state.wake_fd = wake[1];
 	reset_counters();
 	cov_state.forked = 1;
+	cov_state.unhooked = 0;
 	cov_state_end();
 	make_names();
-	if (spawn(payload_main, (void *)1))
+	if (spawn(payload_main, (void *)RUN_FORKED))
 		set_error("forked child: cannot start the payload thread");
 }
 
@@ -441,6 +445,29 @@ static void before_fork(void)
 static void after_fork(void)
 {
 	pthread_mutex_unlock(&write_lock);
+}
+
+/*
+ * In every child, however it was forked (os.fork, or a C server's fork()
+ * that runs none of Python's hooks, as uWSGI's workers by default): the
+ * parent's request pipe and directory socket are shared with the parent,
+ * so the child drops its copies at once (close only: async-signal-safe).
+ * A signal handler or an exit hook of the child can then never reach the
+ * parent's collector.  cov_on_fork_child, when Python's hooks run, gives
+ * the child its own; otherwise it stays "unhooked" (status says so).
+ */
+static void after_fork_child(void)
+{
+	pthread_mutex_unlock(&write_lock);
+	cov_signals_set_wake(-1);
+	close_fd(&wake[0]);
+	close_fd(&wake[1]);
+	close_fd(&dir_sock[0]);
+	close_fd(&dir_sock[1]);
+	cov_state_begin();
+	cov_state.wake_fd = cov_state.dir_sock = -1;
+	cov_state.unhooked = cov_state.phase == COV_COLLECTING;
+	cov_state_end();
 }
 
 /* ---- the payload thread ------------------------------------------------ */
@@ -644,13 +671,19 @@ static void serve(void)
 	}
 }
 
-static void *payload_main(void *forked)
+static void *payload_main(void *arg)
 {
+	int mode = (int)(intptr_t)arg;
 	sigset_t all;
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	if (!forked) {
+	if (mode == RUN_ADOPT) {
+		/* an unhooked child's inherited collector goes, then a fresh one */
+		cov_signals_restore();
+		teardown();
+	}
+	if (mode != RUN_FORKED) {
 		if (open_out() || need_sqlite() || setup()) {
 			close_fd(&outdir.dirfd);
 			set_phase(COV_FAILED);
@@ -706,23 +739,29 @@ EXPORT int cov_start(const char *config)
 
 static int start(const char *config)
 {
+	static int atfork_done;	/* a child inherits the registration too */
 	char drain[64];
 	uint32_t phase = cov_state.phase;
+	int inherited = cov_state.starts && cov_state.pid != getpid();
+	/* the parent's collector, live in a child forked without hooks */
+	int adopt = inherited && phase == COV_COLLECTING;
 	int rc;
 
-	if (phase == COV_STARTING || phase == COV_COLLECTING || phase == COV_STOPPING)
+	if (!inherited && (phase == COV_STARTING || phase == COV_COLLECTING ||
+			   phase == COV_STOPPING))
 		return EBUSY;
 	if (strlen(config) >= sizeof(cfg_text))
 		return E2BIG;
 	memcpy(cfg_text, config, strlen(config) + 1);
 	if (cov_config_parse(cfg_text, &cov_cfg))
 		return EINVAL;
-	if (wake[0] < 0) {
-		if (pipe2(wake, O_CLOEXEC | O_NONBLOCK))
-			return errno;
-		/* once per process (a child inherits it): a fork waits for a write */
-		if ((rc = pthread_atfork(before_fork, after_fork, after_fork)))
+	/* A child's copies were dropped at the fork: it gets a pipe of its own. */
+	if (wake[0] < 0 && pipe2(wake, O_CLOEXEC | O_NONBLOCK))
+		return errno;
+	if (!atfork_done) {	/* a fork waits for a write; see after_fork_child */
+		if ((rc = pthread_atfork(before_fork, after_fork, after_fork_child)))
 			return rc;
+		atfork_done = 1;
 	}
 	while (read(wake[0], drain, sizeof(drain)) > 0)
 		;	/* requests left over from a previous run */
@@ -737,7 +776,7 @@ static int start(const char *config)
 	cov_state.chain = cov_cfg.chain;
 	cov_state.interval_ms = cov_cfg.interval_ms;
 	reset_counters();
-	cov_state.forked = cov_state.handlers_lost = 0;
+	cov_state.forked = cov_state.handlers_lost = cov_state.unhooked = 0;
 	cov_state_end();
 	snprintf(out_shown, sizeof(out_shown), "%s", cov_cfg.out_dir);
 	make_names();
@@ -745,7 +784,7 @@ static int start(const char *config)
 		set_phase(COV_FAILED);
 		return rc;
 	}
-	if ((rc = spawn(payload_main, NULL))) {
+	if ((rc = spawn(payload_main, (void *)(intptr_t)(adopt ? RUN_ADOPT : RUN_START)))) {
 		set_phase(COV_FAILED);
 		return rc;
 	}

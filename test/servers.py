@@ -245,7 +245,11 @@ def t_gunicorn(tmp):
 def t_uwsgi(tmp):
     """uWSGI (Debian's uwsgi-plugin-python3): refused without
     --enable-threads (it never releases the GIL then); with it, a master and
-    2 workers attached with --tree, requests recorded, all serving after stop."""
+    2 workers attached with --tree, recycled every 3 requests: the workers
+    it respawns are forked without Python's hooks (no --py-call-osafterfork)
+    and keep every generation's data in files of their own, the master's
+    file holds only the master's, the master collects on, all serve after
+    stop."""
     exe = shutil.which("uwsgi_python3")
     if not exe:
         raise Skip("uwsgi_python3 not installed (apt-get install uwsgi-core "
@@ -257,7 +261,8 @@ def t_uwsgi(tmp):
         pidfile = os.path.join(tmp, "uwsgi.pid")
         args = [exe, "--http-socket", "127.0.0.1:%d" % port, "--master", "--processes", "2",
                 "--wsgi-file", os.path.join(TARGETS, "wsgiapp.py"), "--pidfile", pidfile,
-                "--disable-logging", "--logto", os.path.join(tmp, "uwsgi.log")]
+                "--disable-logging", "--logto", os.path.join(tmp, "uwsgi.log"),
+                "--max-requests", "3", "--min-worker-lifetime", "1"]
         u = subprocess.Popen(args + (["--enable-threads"] if threads else []),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
@@ -277,13 +282,27 @@ def t_uwsgi(tmp):
             out = cli_ok("start", "--tree", "--dump-signal", "RTMIN+3", "--stop-signal",
                          "RTMIN+4", "-o", tmp, master)
             check(out.count("collecting in") == 3, "start --tree: %r" % out)
-            for _ in range(10):
+            first = set(children(master))
+            for _ in range(12):
                 check(urllib.request.urlopen(url, timeout=5).read() == b"hello /x", "bad answer")
-            cli_ok("dump", "--tree", master)
+            wait_for(lambda: set(children(master)) - first, "a respawned worker")
             v = tagged("wsgiapp.py", "v")
-            check(any(v <= measured(p, "wsgiapp.py") for p in files_of(tmp)), "no view lines")
+            respawned = set(children(master)) - first
+            st = cli_ok("status", "--tree", master)
+            check("pid %d: covinject loaded, collecting" % master in st and all(
+                "pid %d: covinject inherited from its parent" % p in st for p in respawned),
+                "status --tree: %r" % st)
+            cli_ok("dump", "--tree", master)
+            mine = [p for p in files_of(tmp) if pid_of(p) == master]
+            check(len(mine) == 1 and not v & measured(mine[0], "wsgiapp.py"),
+                  "the master's file: %s" % mine)
             cli_ok("stop", "--tree", master)
             check(urllib.request.urlopen(url, timeout=5).read() == b"hello /x", "not serving")
+            os.kill(master, signal.SIGINT)      # every worker ends normally: own files
+            wait_for(lambda: u.poll() is not None, "uWSGI to end", timeout=30)
+            workers = {pid_of(p) for p in files_of(tmp) if v <= measured(p, "wsgiapp.py")}
+            check(len(workers & first) == 2 and workers - first - {master},
+                  "worker files: first %s, with data %s" % (first, workers))
         finally:
             uwsgi.kill()                # not worker by worker: the master respawns them
             for p in files_of(tmp):
@@ -297,5 +316,71 @@ def _try(fn):
         return None
 
 
-E2E = [t_prefork, t_mp_pool, t_exit_snapshot, t_reset_and_interval, t_chain, t_concurrent]
+def pipes(pid):
+    """The pipe inodes pid holds open."""
+    out = set()
+    for fd in glob.glob("/proc/%d/fd/*" % pid):
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue
+        if link.startswith("pipe:"):
+            out.add(link)
+    return out
+
+
+def t_fork_without_hooks(exe, tmp):
+    """Children forked with libc's fork(), which runs none of Python's
+    after-fork hooks (uWSGI's workers by default), are never their parent's
+    collector: they hold none of its pipes, a signal to them never reaches
+    it, status says what they are, one that exits normally writes its own
+    file and never the parent's, the parent collects on; `start` on one
+    gives it a collector of its own, whose stop leaves the parent's alone."""
+    flags = os.path.join(tmp, "flags")
+    os.mkdir(flags)
+    t = Target(exe, "rawfork.py", flags)
+    out = cli_ok("start", "--interval", "0", "-o", tmp, t.pid)
+    mine = re.search(r"data file: (\S+)", out).group(1)
+
+    def fork():
+        t.send("fork")
+        return int(t.proc.stdout.readline())
+    a, b = fork(), fork()
+    k, s = tagged("rawfork.py", "k"), tagged("rawfork.py", "s")
+    # a child holds no pipe of the collector's: only the target's stdio
+    stdio = {os.readlink("/proc/%d/fd/%d" % (t.pid, fd)) for fd in (0, 1, 2)}
+    for c in (a, b):    # dropped as the child starts to run
+        wait_for(lambda: pipes(c) <= stdio, "child %d to drop the collector's pipes %s" %
+                 (c, pipes(c) - stdio))
+    st = cli_ok("status", a)
+    check("forked without Python's after-fork hooks" in st, "status: %r" % st)
+    r = cli("dump", a)
+    check(r.returncode == 1 and "forked without Python's after-fork hooks" in r.stderr,
+          "dump of the child: %r" % r.stderr)
+    before = int(re.search(r"snapshots: (\d+) written", cli_ok("status", t.pid)).group(1))
+    os.kill(a, signal.SIGUSR1)
+    # a: second() then a normal exit; its own file, never the parent's
+    open(os.path.join(flags, "go-%d" % a), "w").close()
+    open(os.path.join(flags, "exit-%d" % a), "w").close()
+    own = wait_for(lambda: [p for p in files_of(tmp) if pid_of(p) == a], "a's own file")
+    check(k | s <= measured(own[0], "rawfork.py"), "a's data: %s" % own)
+    st = cli_ok("status", t.pid)
+    check("collecting" in st and "snapshots: %d written" % before in st,
+          "the parent was reached by its child: %r" % st)
+    path = cli_ok("dump", t.pid).strip()
+    check(path == mine and not (k | s) & measured(path, "rawfork.py"),
+          "the parent's file holds the child's lines: %s" % path)
+    # b: a collector of its own, started after the fork
+    out = cli_ok("start", "--interval", "0", "-o", tmp, b)
+    check("collecting in %d " % b in out, "start on the child: %r" % out)
+    open(os.path.join(flags, "go-%d" % b), "w").close()
+    wait_for(lambda: s <= measured(cli_ok("dump", b).strip(), "rawfork.py"), "b's second()")
+    cli_ok("stop", b)
+    check("collecting" in cli_ok("status", t.pid), "stopping the child stopped the parent")
+    open(os.path.join(flags, "exit-%d" % b), "w").close()
+    cli_ok("stop", t.pid)
+
+
+E2E = [t_prefork, t_mp_pool, t_exit_snapshot, t_reset_and_interval, t_chain, t_concurrent,
+       t_fork_without_hooks]
 SYSTEM = [("gunicorn and flask [system]", t_gunicorn), ("uwsgi [system]", t_uwsgi)]
