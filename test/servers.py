@@ -381,6 +381,34 @@ def t_fork_without_hooks(exe, tmp):
     cli_ok("stop", t.pid)
 
 
+def t_fork_between_stop_and_start(exe, tmp):
+    """A child forked after stop, then parent and child both started: each
+    has its own request pipe, so dump and stop reach exactly the process
+    named."""
+    flags = os.path.join(tmp, "flags")
+    os.mkdir(flags)
+    t = Target(exe, "rawfork.py", flags)
+    cli_ok("start", "--interval", "0", "-o", tmp, t.pid)
+    cli_ok("stop", t.pid)
+    t.send("osfork")
+    c = int(t.proc.stdout.readline())
+    cli_ok("start", "--interval", "0", "-o", tmp, c)
+    cli_ok("start", "--interval", "0", "-o", tmp, t.pid)
+    check(not pipes(c) & pipes(t.pid) - {os.readlink("/proc/%d/fd/%d" % (t.pid, fd))
+                                         for fd in (0, 1, 2)}, "a pipe is shared")
+    count = lambda pid: int(re.search(r"snapshots: (\d+) written", cli_ok("status", pid)).group(1))
+    for i in range(5):
+        cli_ok("dump", c)
+        check(count(c) == i + 1 and count(t.pid) == 0, "dump %d of the child went astray" % i)
+    cli_ok("stop", c)
+    check("collecting" in cli_ok("status", t.pid), "stop of the child stopped the parent")
+    cli_ok("dump", t.pid)
+    check(count(t.pid) == 1, "the parent's dump")
+    for name in ("go", "exit"):
+        open(os.path.join(flags, "%s-%d" % (name, c)), "w").close()
+    cli_ok("stop", t.pid)
+
+
 E2E = [t_prefork, t_mp_pool, t_exit_snapshot, t_reset_and_interval, t_chain, t_concurrent,
-       t_fork_without_hooks]
+       t_fork_without_hooks, t_fork_between_stop_and_start]
 SYSTEM = [("gunicorn and flask [system]", t_gunicorn), ("uwsgi [system]", t_uwsgi)]

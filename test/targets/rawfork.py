@@ -1,7 +1,8 @@
 # Forks with libc's fork() through ctypes, as a C server does (uWSGI's
 # workers, by default): none of Python's after-fork hooks run in the child.
 # argv: a directory for the flag files that drive the children.
-# On "fork" on stdin the parent prints the child's pid.  The child runs
+# On "fork" on stdin the parent prints the child's pid ("osfork": the same
+# through os.fork, whose hooks run).  The child runs
 # first() (lines "# @k"), waits for DIR/go-PID, runs second() ("# @s"),
 # waits for DIR/exit-PID and returns normally (its atexit hooks run).
 import ctypes
@@ -9,7 +10,9 @@ import os
 import sys
 import time
 
-libc = ctypes.CDLL(None, use_errno=True)
+# PyDLL: the call keeps the GIL, as C code that forks a Python process must
+# (a child forked while another thread held the GIL would wait for it forever)
+libc = ctypes.PyDLL(None, use_errno=True)
 FLAGS = sys.argv[1]
 
 
@@ -40,8 +43,8 @@ def child():
 def main():
     print("READY", flush=True)
     for line in sys.stdin:
-        if line.strip() == "fork":
-            pid = libc.fork()
+        if line.strip() in ("fork", "osfork"):
+            pid = libc.fork() if line.strip() == "fork" else os.fork()
             if pid == 0:
                 child()
             print(pid, flush=True)
