@@ -430,6 +430,28 @@ static int finished_module(PyObject *mod, PyObject **dict)
 	return !busy;
 }
 
+/*
+ * A module's file that is Python source: .py, and any other name a loader
+ * executes as source (mod_wsgi's .wsgi scripts, a script run by runpy under
+ * its own name); not the compiled and binary forms a module can come from.
+ */
+static int is_source(const char *file)
+{
+	static const char *const binary[] = { ".so", ".pyd", ".pyc", ".pyo", ".dll",
+					      ".dylib", NULL };
+	size_t n = strlen(file);
+
+	if (file[0] != '/')
+		return 0;
+	for (int i = 0; binary[i]; i++) {
+		size_t k = strlen(binary[i]);
+
+		if (n >= k && !strcmp(file + n - k, binary[i]))
+			return 0;
+	}
+	return 1;
+}
+
 /* 1 if mod was a measured module whose code we read or compiled. */
 static int import_lines_of(PyObject *mod)
 {
@@ -437,14 +459,13 @@ static int import_lines_of(PyObject *mod)
 	PyObject *dict, *code = NULL;
 	struct cov_file *f;
 	struct stat st;
-	size_t len, n;
+	size_t len;
 	char *src = NULL;
 
 	if (!finished_module(mod, &dict) ||
 	    str_copy(py->Dict_GetItemString(dict, "__file__"), file, sizeof(file)))
 		return 0;
-	n = strlen(file);
-	if (n < 3 || strcmp(file + n - 3, ".py"))
+	if (!is_source(file))
 		return 0;	/* extension modules, .pyc-only, namespace pkgs */
 	f = cov_store_file(file);
 	if (!f || !f->in_scope || f->imported.nlines || stat(file, &st))

@@ -409,6 +409,25 @@ def t_fork_between_stop_and_start(exe, tmp):
     cli_ok("stop", t.pid)
 
 
+def t_wsgi_script_import_lines(exe, tmp):
+    """A .wsgi script loaded as mod_wsgi loads it gets its `import` context
+    like any module: the lines its load ran, derived from its source."""
+    t = Target(exe, "wsgiloader.py")
+    cli_ok("start", "-o", tmp, t.pid)
+    t.send("call")
+    check(t.proc.stdout.readline().strip() == "hello /x", "the application")
+    path = cli_ok("stop", t.pid).strip()
+    data = coverage.CoverageData(path)
+    data.read()
+    wsgi = os.path.realpath(os.path.join(TARGETS, "app.wsgi"))
+    data.set_query_contexts(["import"])
+    imported = set(data.lines(wsgi) or ())
+    data.set_query_contexts([""])
+    ran = set(data.lines(wsgi) or ())
+    check(tagged("app.wsgi", "i") <= imported, "import context of app.wsgi: %s" % sorted(imported))
+    check(tagged("app.wsgi", "v") <= ran, "the view after start: %s" % sorted(ran))
+
+
 E2E = [t_prefork, t_mp_pool, t_exit_snapshot, t_reset_and_interval, t_chain, t_concurrent,
-       t_fork_without_hooks, t_fork_between_stop_and_start]
+       t_fork_without_hooks, t_fork_between_stop_and_start, t_wsgi_script_import_lines]
 SYSTEM = [("gunicorn and flask [system]", t_gunicorn), ("uwsgi [system]", t_uwsgi)]
