@@ -218,6 +218,11 @@ static void print_status(pid_t pid, const struct cov_state *s)
 	else
 		printf("collector: trace function on %u threads (%u skipped: traced "
 		       "by another tool)\n", s->threads, s->skipped_threads);
+	if (s->interpreters > 1)
+		printf("interpreters: %u; only the main one is measured: %u "
+		       "sub-interpreters (mod_wsgi's application groups, "
+		       "interpreters.create()) are not\n", s->interpreters,
+		       s->interpreters - 1);
 	printf("last error: %s\n", s->error[0] ? s->error : "none");
 }
 

@@ -459,6 +459,12 @@ int cli_start(struct cli_opts *all, pid_t pid)
 	       (int)o->pid, (int)o->pid);
 	printf("data file: %s\n", s.data_file);
 	fflush(stdout);
+	if (s.interpreters > 1)
+		fprintf(stderr, "covinject: start %d: %u sub-interpreters are not measured "
+			"(mod_wsgi's application groups, interpreters.create()): only "
+			"the main interpreter is (with mod_wsgi, WSGIApplicationGroup "
+			"%%{GLOBAL} runs the application there)\n", (int)o->pid,
+			s.interpreters - 1);
 	if (s.skipped_threads)
 		fprintf(stderr, "covinject: start %d: %u thread(s) already have a trace "
 			"function (a debugger or another coverage tool): they are not "

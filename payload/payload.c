@@ -538,10 +538,23 @@ static int wait_interpreter(void)
 	return -1;
 }
 
+/* The interpreters of the process (sub-interpreters: mod_wsgi's
+ * application groups); GIL held. */
+static uint32_t count_interpreters(void)
+{
+	uint32_t n = 0;
+
+	for (PyInterpreterState *i = cov_py.InterpreterState_Head(); i && n < 1u << 20;
+	     i = cov_py.InterpreterState_Next(i))
+		n++;
+	return n;
+}
+
 static int setup(void)
 {
 	char err[COV_ERR_MAX] = "";
 	struct cov_collect_info info;
+	uint32_t interps;
 	int gil, rc;
 
 	if (cov_pyapi_load(&cov_py, err, sizeof(err))) {
@@ -565,6 +578,7 @@ static int setup(void)
 		cov_collect_stop();
 	if (rc)
 		cov_collect_release();
+	interps = count_interpreters();
 	cov_py.GILState_Release(gil);
 	if (rc) {
 		set_error("start collecting: %s", err);
@@ -575,6 +589,7 @@ static int setup(void)
 	cov_state.tool_id = info.tool_id;
 	cov_state.threads = info.threads;
 	cov_state.skipped_threads = info.skipped;
+	cov_state.interpreters = interps;
 	cov_state_end();
 	return 0;
 }
@@ -592,19 +607,23 @@ static void teardown(void)
 /* Every second: late threads get the tracer (<= 3.11); counts refresh. */
 static void sweep(void)
 {
-	uint32_t files, lines;
+	uint32_t files, lines, interps = 0;
 	int gil;
 
 	if (exiting)
 		return;
 	gil = cov_py.GILState_Ensure();
-	if (!exiting)
+	if (!exiting) {
 		cov_collect_sweep();
+		interps = count_interpreters();
+	}
 	cov_store_counts(&files, &lines);
 	cov_py.GILState_Release(gil);
 	update_counts(files, lines);
 	cov_state_begin();
 	cov_state.handlers_lost = cov_signals_lost();
+	if (interps)
+		cov_state.interpreters = interps;
 	cov_state_end();
 }
 

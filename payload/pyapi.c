@@ -46,6 +46,8 @@ static const struct sym py_syms[] = {
 	F(ThreadState_Get, "PyThreadState_Get"),
 	F(InterpreterState_Main, "PyInterpreterState_Main"),
 	F(InterpreterState_ThreadHead, "PyInterpreterState_ThreadHead"),
+	F(InterpreterState_Head, "PyInterpreterState_Head"),
+	F(InterpreterState_Next, "PyInterpreterState_Next"),
 	F(ThreadState_Next, "PyThreadState_Next"),
 	F(Import_GetModule, "PyImport_GetModule"),
 	F(Import_ImportModule, "PyImport_ImportModule"),

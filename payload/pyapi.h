@@ -49,6 +49,8 @@ struct pyapi {
 	PyThreadState *(*ThreadState_Get)(void);
 	PyInterpreterState *(*InterpreterState_Main)(void);
 	PyThreadState *(*InterpreterState_ThreadHead)(PyInterpreterState *);
+	PyInterpreterState *(*InterpreterState_Head)(void);
+	PyInterpreterState *(*InterpreterState_Next)(PyInterpreterState *);
 	PyThreadState *(*ThreadState_Next)(PyThreadState *);
 	PyObject *(*Import_GetModule)(PyObject *name);
 	PyObject *(*Import_ImportModule)(const char *);

@@ -13,7 +13,7 @@ import urllib.request
 
 import coverage
 
-from lib import (COVINJECT, TARGETS, Skip, Target, check, cli, cli_ok, function_body,
+from lib import (COVINJECT, TARGETS, Failure, Skip, Target, check, cli, cli_ok, function_body,
                  get, measured, tagged, wait_for)
 from procs import alive, children
 
@@ -428,6 +428,24 @@ def t_wsgi_script_import_lines(exe, tmp):
     check(tagged("app.wsgi", "v") <= ran, "the view after start: %s" % sorted(ran))
 
 
+def t_subinterpreters(exe, tmp):
+    """Sub-interpreters are not measured, and covinject says so: at start
+    and in status, with how many."""
+    try:
+        t = Target(exe, "subinterp.py")
+    except Failure as e:
+        if "ModuleNotFoundError" in str(e):
+            raise Skip("this Python has no _interpreters or _xxsubinterpreters module")
+        raise
+    r = cli("start", "-o", tmp, t.pid)
+    check(r.returncode == 0 and "1 sub-interpreters are not measured" in r.stderr,
+          "start: %d %r" % (r.returncode, r.stderr))
+    wait_for(lambda: "interpreters: 2; only the main one is measured" in
+             cli_ok("status", t.pid), "status to count the interpreters")
+    cli_ok("stop", t.pid)
+
+
 E2E = [t_prefork, t_mp_pool, t_exit_snapshot, t_reset_and_interval, t_chain, t_concurrent,
-       t_fork_without_hooks, t_fork_between_stop_and_start, t_wsgi_script_import_lines]
+       t_fork_without_hooks, t_fork_between_stop_and_start, t_wsgi_script_import_lines,
+       t_subinterpreters]
 SYSTEM = [("gunicorn and flask [system]", t_gunicorn), ("uwsgi [system]", t_uwsgi)]
