@@ -576,6 +576,8 @@ static int setup(void)
 		rc = cov_collect_start(&cov_py, cov_cfg.branch, &info, err, sizeof(err));
 	if (!rc && (rc = cov_hooks_install(err, sizeof(err))))
 		cov_collect_stop();
+	if (!rc)
+		cov_exithook_install();
 	if (rc)
 		cov_collect_release();
 	interps = count_interpreters();
@@ -598,6 +600,7 @@ static void teardown(void)
 {
 	int gil = cov_py.GILState_Ensure();
 
+	cov_exithook_remove();
 	cov_hooks_remove();
 	cov_collect_stop();
 	cov_collect_release();

@@ -27,6 +27,10 @@ int cov_signals_lost(void);
 int cov_hooks_install(char *err, size_t len);
 void cov_hooks_remove(void);
 
+/* exithook.c: os._exit writes the final snapshot too; GIL held. */
+void cov_exithook_install(void);
+void cov_exithook_remove(void);
+
 /* payload.c: called by hooks.c with the GIL held. */
 void cov_on_exit(void);
 void cov_on_fork_child(void);

@@ -49,6 +49,7 @@ struct pyapi {
 	PyThreadState *(*ThreadState_Get)(void);
 	PyInterpreterState *(*InterpreterState_Main)(void);
 	PyThreadState *(*InterpreterState_ThreadHead)(PyInterpreterState *);
+	int (*GILState_Check)(void);
 	PyInterpreterState *(*InterpreterState_Head)(void);
 	PyInterpreterState *(*InterpreterState_Next)(PyInterpreterState *);
 	PyThreadState *(*ThreadState_Next)(PyThreadState *);

@@ -107,6 +107,23 @@ def t_mp_pool(exe, tmp):
     check(t.alive(), "target died")
 
 
+def t_pool_exit(exe, tmp):
+    """Pool workers recycled after one task end with os._exit, which runs no
+    exit hook: each still writes its final snapshot (no periodic one here)."""
+    t = Target(exe, "mppool.py")
+    cli_ok("start", "--interval", "0", "-o", tmp, t.pid)
+    t.send("recycle")
+    check(t.proc.stdout.readline().split()[:1] == ["DONE"], "the pool did not answer")
+    sq = tagged("mppool.py", "sq")
+    workers = {pid_of(p) for p in files_of(tmp) if sq <= measured(p, "mppool.py")}
+    check(len(workers - {t.pid}) >= 3, "recycled workers with data: %s" % workers)
+    cli_ok("stop", t.pid)
+    n = len(files_of(tmp))
+    t.send("recycle")           # after stop: _exit is itself again
+    check(t.proc.stdout.readline().split()[:1] == ["DONE"], "the pool after stop")
+    check(len(files_of(tmp)) == n and t.alive(), "files after stop: %s" % files_of(tmp))
+
+
 def t_exit_snapshot(exe, tmp):
     """A process that returns from main, or ends on a SIGTERM that Python
     handles, writes its final snapshot."""
@@ -445,7 +462,7 @@ def t_subinterpreters(exe, tmp):
     cli_ok("stop", t.pid)
 
 
-E2E = [t_prefork, t_mp_pool, t_exit_snapshot, t_reset_and_interval, t_chain, t_concurrent,
+E2E = [t_prefork, t_mp_pool, t_pool_exit, t_exit_snapshot, t_reset_and_interval, t_chain, t_concurrent,
        t_fork_without_hooks, t_fork_between_stop_and_start, t_wsgi_script_import_lines,
        t_subinterpreters]
 SYSTEM = [("gunicorn and flask [system]", t_gunicorn), ("uwsgi [system]", t_uwsgi)]

@@ -1,5 +1,7 @@
 # multiprocessing.Pool (fork): one pool exists before covinject attaches;
-# stdin commands run work in it ("old") or in a pool created now ("new").
+# stdin commands run work in it ("old") or in a pool created now ("new"),
+# or ("recycle") in a pool whose workers end after one task each, with
+# os._exit as multiprocessing's workers always do.
 # Lines tagged "# @sq" run in the pool's worker processes.
 import multiprocessing
 import sys
@@ -17,6 +19,13 @@ def main():
     print("READY", flush=True)
     pools = []
     for line in sys.stdin:
+        if line.strip() == "recycle":
+            with ctx.Pool(2, maxtasksperchild=1) as pool:
+                total = sum(pool.map(square, range(6), chunksize=1))
+                pool.close()
+                pool.join()
+            print("DONE %d" % total, flush=True)
+            continue
         pool = old if line.strip() == "old" else ctx.Pool(2)
         pools.append(pool)
         print("DONE %d %s" % (sum(pool.map(square, range(20))),
