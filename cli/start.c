@@ -449,6 +449,11 @@ int cli_start(struct cli_opts *all, pid_t pid)
 			"covinject status %d)", strerror(r), (int)o->pid);
 		return EXIT_FAIL;
 	}
+	if (r && s.no_interpreter && all->tree) {
+		printf("%d: skipped: libpython is loaded but no interpreter runs in it\n",
+		       (int)pid);
+		return EXIT_OK;
+	}
 	if (r) {
 		cli_err(o->pid, "start", "collection did not start: %s", s.error);
 		return EXIT_FAIL;

@@ -56,6 +56,7 @@ struct cov_state {
 	uint32_t chain;			/* our handlers call the previous ones */
 	uint32_t handlers_lost;		/* the program replaced a handler of ours */
 	uint32_t forked;		/* 1 in a child forked while collecting */
+	uint32_t no_interpreter;	/* start failed: libpython not initialised */
 	uint32_t interpreters;		/* in the process; only the main one
 					 * is measured */
 	uint32_t unhooked;		/* 1 in a child forked without Python's

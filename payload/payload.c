@@ -528,9 +528,12 @@ static void import_lines(void)
 	cov_py.GILState_Release(gil);
 }
 
+/* A second for one still starting up: libpython may be loaded by a
+ * program that never starts an interpreter in this process (Apache's
+ * parent with mod_wsgi), which --tree then skips at once. */
 static int wait_interpreter(void)
 {
-	for (int i = 0; i < 3000; i++) {
+	for (int i = 0; i < 100; i++) {
 		if (cov_py.IsInitialized())
 			return 0;
 		usleep(10000);
@@ -567,7 +570,13 @@ static int setup(void)
 		return -1;
 	}
 	if (wait_interpreter()) {
-		set_error("the interpreter did not finish initialising");
+		set_error("no interpreter runs in this process: libpython is loaded but "
+			  "not initialised (a program that embeds Python without "
+			  "starting it here, such as Apache's parent process): attach "
+			  "to the process that runs Python");
+		cov_state_begin();
+		cov_state.no_interpreter = 1;
+		cov_state_end();
 		return -1;
 	}
 	gil = cov_py.GILState_Ensure();
@@ -799,6 +808,7 @@ static int start(const char *config)
 	cov_state.interval_ms = cov_cfg.interval_ms;
 	reset_counters();
 	cov_state.forked = cov_state.handlers_lost = cov_state.unhooked = 0;
+	cov_state.no_interpreter = 0;
 	cov_state_end();
 	snprintf(out_shown, sizeof(out_shown), "%s", cov_cfg.out_dir);
 	make_names();

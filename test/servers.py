@@ -462,7 +462,32 @@ def t_subinterpreters(exe, tmp):
     cli_ok("stop", t.pid)
 
 
+def t_libpython_without_interpreter(exe, tmp):
+    """A process that has libpython loaded but never started an interpreter
+    (Apache's parent with mod_wsgi) is refused with that reason, and --tree
+    skips it at once while attaching its Python child."""
+    lib = subprocess.run([exe, "-c", "import sysconfig as s; print(s.get_config_var("
+                          "'LIBDIR'), s.get_config_var('INSTSONAME'), "
+                          "s.get_config_var('Py_ENABLE_SHARED'))"],
+                         capture_output=True, text=True).stdout.split()
+    if len(lib) != 3 or lib[2] != "1":
+        raise Skip("this Python links libpython into its executable: no libpython to load")
+    embed = os.path.join(tmp, "embed")
+    subprocess.run(["cc", "-o", embed, os.path.join(TARGETS, "embed.c"), "-ldl"], check=True)
+    t = Target(exe, "idle.py", wrap=[embed, os.path.join(lib[0], lib[1])])
+    parent = t.proc.pid
+    r = cli("start", "-o", tmp, parent)
+    check(r.returncode == 1 and "no interpreter runs in this process" in r.stderr,
+          "start on it: %d %r" % (r.returncode, r.stderr))
+    t0 = time.monotonic()
+    out = cli_ok("start", "--tree", "-o", tmp, parent)
+    check("%d: skipped: libpython is loaded but no interpreter runs in it" % parent in out and
+          "collecting in %d " % t.pid in out and time.monotonic() - t0 < 5,
+          "start --tree: %r after %.1f s" % (out, time.monotonic() - t0))
+    cli_ok("stop", t.pid)
+
+
 E2E = [t_prefork, t_mp_pool, t_pool_exit, t_exit_snapshot, t_reset_and_interval, t_chain, t_concurrent,
        t_fork_without_hooks, t_fork_between_stop_and_start, t_wsgi_script_import_lines,
-       t_subinterpreters]
+       t_subinterpreters, t_libpython_without_interpreter]
 SYSTEM = [("gunicorn and flask [system]", t_gunicorn), ("uwsgi [system]", t_uwsgi)]
