@@ -28,7 +28,7 @@ INJECT_OBJ := inject/inject.o inject/borrow.o inject/remote.o inject/ptrace.o \
 	inject/elf.o inject/maps.o inject/fdpass.o \
 	inject/arch/$(ARCH).o
 CLI_OBJ := cli/main.o cli/start.o cli/control.o cli/tree.o cli/util.o \
-	cli/proc.o cli/signames.o cli/paths.o cli/needs.o cli/access.o
+	cli/proc.o cli/signames.o cli/paths.o cli/needs.o cli/access.o cli/uwsgi.o
 PAYLOAD_OBJ := payload/payload.o payload/pyapi.o payload/collect.o \
 	payload/store.o payload/writer.o payload/config.o payload/signals.o \
 	payload/hooks.o payload/modules.o payload/arcs.o payload/exithook.o

@@ -93,6 +93,9 @@ int cli_send_dir(pid_t pid, const char *cmd, int dir_sock, const char *dir);
 /* access.c */
 void cli_access_hint(pid_t pid, const struct proc_status *st, char *buf, size_t len);
 
+/* uwsgi.c */
+int cli_uwsgi_without_threads(pid_t pid);
+
 /* needs.c */
 int cli_target_has_sqlite(pid_t pid);
 int cli_target_has_proc(pid_t pid);

@@ -28,36 +28,6 @@ static int active(const struct cov_state *s)
 	return s->phase == COV_STARTING || s->phase == COV_COLLECTING;
 }
 
-/*
- * uWSGI without --enable-threads never releases the GIL to other threads
- * (its Python plugin skips the release around its own C code), so our
- * collector thread could never start.  Only what the command line shows is
- * judged: with a configuration file we cannot tell, and go ahead.
- */
-static int uwsgi_without_threads(pid_t pid)
-{
-	static const char *const decisive[] = { "enable-threads", "threads", "ini",
-						"xml", "yaml", "json", "emperor", NULL };
-	char fn[64], args[8192];
-	ssize_t n;
-	int fd, uwsgi;
-
-	snprintf(fn, sizeof(fn), "/proc/%d/cmdline", (int)pid);
-	if ((fd = open(fn, O_RDONLY | O_CLOEXEC)) < 0)
-		return 0;
-	n = read(fd, args, sizeof(args) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	args[n] = 0;
-	uwsgi = strstr(strrchr(args, '/') ? strrchr(args, '/') : args, "uwsgi") != NULL;
-	for (char *a = args; uwsgi && a < args + n; a += strlen(a) + 1)
-		for (int i = 0; decisive[i]; i++)
-			if (strstr(a, decisive[i]))
-				return 0;
-	return uwsgi;
-}
-
 static int check_python(pid_t pid, const char *cmd, const struct proc_status *st,
 			int *major, int *minor)
 {
@@ -335,7 +305,7 @@ static int start_checks(struct cli_opts *o, struct proc_status *st, char *dir,
 			"(measure lines only: leave out --branch)", major, minor);
 		return EXIT_FAIL;
 	}
-	if (uwsgi_without_threads(o->pid)) {
+	if (cli_uwsgi_without_threads(o->pid)) {
 		cli_err(o->pid, "start", "uWSGI runs without --enable-threads: it never "
 			"releases the GIL to other threads, so the collector could never "
 			"start (restart uWSGI with --enable-threads)");

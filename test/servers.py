@@ -266,21 +266,33 @@ def t_uwsgi(tmp):
     it respawns are forked without Python's hooks (no --py-call-osafterfork)
     and keep every generation's data in files of their own, the master's
     file holds only the master's, the master collects on, all serve after
-    stop."""
+    stop.  Threads are judged from what uWSGI was given, not from words in
+    its command line: a path holding "ini" does not pass for a
+    configuration, UWSGI_ENABLE_THREADS in the environment and
+    enable-threads in an --ini file count."""
     exe = shutil.which("uwsgi_python3")
     if not exe:
         raise Skip("uwsgi_python3 not installed (apt-get install uwsgi-core "
                    "uwsgi-plugin-python3)")
-    for threads in (False, True):
+    mini = os.path.join(tmp, "mini")           # "ini" in a path: no configuration
+    os.mkdir(mini)
+    shutil.copy(os.path.join(TARGETS, "wsgiapp.py"), mini)
+    ini = os.path.join(tmp, "threads.ini")
+    with open(ini, "w") as f:
+        f.write("[uwsgi]\noffload-threads = 2\nenable-threads = true\n")
+    for mode in ("none", "ini", "env"):
+        threads = mode != "none"
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         pidfile = os.path.join(tmp, "uwsgi.pid")
         args = [exe, "--http-socket", "127.0.0.1:%d" % port, "--master", "--processes", "2",
-                "--wsgi-file", os.path.join(TARGETS, "wsgiapp.py"), "--pidfile", pidfile,
+                "--wsgi-file", os.path.join(mini if mode == "none" else TARGETS, "wsgiapp.py"),
+                "--pidfile", pidfile,
                 "--disable-logging", "--logto", os.path.join(tmp, "uwsgi.log"),
                 "--max-requests", "3", "--min-worker-lifetime", "1"]
-        u = subprocess.Popen(args + (["--enable-threads"] if threads else []),
+        env = dict(os.environ, UWSGI_ENABLE_THREADS="1") if mode == "env" else None
+        u = subprocess.Popen(args + (["--ini", ini] if mode == "ini" else []), env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
         uwsgi = Target.adopt(u)
@@ -295,6 +307,12 @@ def t_uwsgi(tmp):
                       "no refusal without --enable-threads: %r" % r.stderr)
                 check(not any("covinject" in open("/proc/%d/maps" % p).read()
                               for p in [master] + children(master)), "payload loaded")
+                continue
+            if mode == "ini":
+                out = cli_ok("start", "--tree", "--dump-signal", "RTMIN+3", "--stop-signal",
+                             "RTMIN+4", "-o", tmp, master)
+                check(out.count("collecting in") == 3, "start --tree with --ini: %r" % out)
+                cli_ok("stop", "--tree", master)
                 continue
             out = cli_ok("start", "--tree", "--dump-signal", "RTMIN+3", "--stop-signal",
                          "RTMIN+4", "-o", tmp, master)
