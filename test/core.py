@@ -2,6 +2,7 @@
 import glob
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -198,10 +199,22 @@ def t_install(tmp):
 
 
 def t_help(tmp):
-    """--version, and --help for the command and each subcommand."""
+    """--version, and --help for the command and each subcommand; --help
+    and the README's table of versions say what payload/versions.h says."""
     out = cli_ok("--version")
     check(re.match(r"covinject \d+\.\d+\.\d+$", out.strip()), "--version: %r" % out)
-    check("commands:" in cli_ok("--help"), "covinject --help")
+    out = cli_ok("--help")
+    check("commands:" in out, "covinject --help")
+    span = "%d.%d-%d.%d" % (SUPPORTED[0] + SUPPORTED[-1])
+    check("CPython %s process" % span in out, "--help does not say %s: %r" % (span, out))
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    table = readme[readme.index("| Python | collector |"):].split("\n\n", 1)[0]
+    rows = [tuple(map(int, m)) for m in re.findall(r"^\s*\| (\d+)\.(\d+) \|", table, re.M)]
+    check(rows == SUPPORTED, "README's table of versions %s, payload/versions.h %s" % (
+        rows, SUPPORTED))
+    check("CPython %d.%d to %d.%d in the target" % (SUPPORTED[0] + SUPPORTED[-1]) in readme,
+          "README's requirements do not name %s" % span)
     for sub in ("start", "dump", "stop", "status"):
         check(cli_ok(sub, "--help").startswith("usage: covinject %s" % sub), sub + " --help")
 
@@ -255,8 +268,45 @@ def refusal_tests(exe, tmp):
         p = subprocess.Popen([old[0], "-c", "import time; time.sleep(60)"])
         try:
             time.sleep(0.5)
-            refusal(["start", "-o", tmp, p.pid], 1, r"Python 3\.\d \(.*\) is not supported.*3\.9 to 3\.13")
+            refusal(["start", "-o", tmp, p.pid], 1, r"Python 3\.\d \(.*\) is not supported: "
+                    r"covinject supports CPython %d\.%d-%d\.%d \(" % (SUPPORTED[0] + SUPPORTED[-1]))
             check(p.poll() is None, "old python died")
+        finally:
+            p.kill()
+            p.wait()
+
+    def renamed_python(name):
+        """Debian's python3.11 under another file name, which is all the
+        command judges a version and a build by before touching anything
+        (no 3.16 exists, and Debian sid packages no free-threaded 3.14t)."""
+        copy = os.path.join(tmp, name)
+        shutil.copy("/usr/bin/python3.11", copy)
+        return subprocess.Popen([copy, "-c", "import time; time.sleep(60)"])
+
+    @add("newer Python version than the table")
+    def _():
+        p = renamed_python("python3.%d" % (SUPPORTED[-1][1] + 1))
+        try:
+            refusal(["start", "-o", tmp, p.pid], 1,
+                    r"^covinject: start %d: Python 3\.%d \(.*\) is newer than covinject "
+                    r"knows: the newest version it supports is 3\.%d \(" % (
+                        p.pid, SUPPORTED[-1][1] + 1, SUPPORTED[-1][1]))
+            check(p.poll() is None and "covinject-payload" not in open("/proc/%d/maps" % p.pid).read(),
+                  "the target was touched")
+        finally:
+            p.kill()
+            p.wait()
+
+    @add("free-threaded build")
+    def _():
+        p = renamed_python("python3.%dt" % SUPPORTED[-1][1])
+        try:
+            refusal(["start", "-o", tmp, p.pid], 1,
+                    r"^covinject: start %d: Python 3\.%dt \(.*\) is a free-threaded build "
+                    r"\(Py_GIL_DISABLED\): covinject supports only the default builds" % (
+                        p.pid, SUPPORTED[-1][1]))
+            check(p.poll() is None and "covinject-payload" not in open("/proc/%d/maps" % p.pid).read(),
+                  "the target was touched")
         finally:
             p.kill()
             p.wait()

@@ -9,10 +9,11 @@ import sys
 import time
 import urllib.request
 
+from pythons import SUPPORTED, sid_pythons
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COVINJECT = os.path.join(ROOT, "covinject")
 TARGETS = os.path.join(ROOT, "test", "targets")
-SUPPORTED = [(3, 9), (3, 10), (3, 11), (3, 12), (3, 13)]
 
 try:
     import coverage  # noqa: F401
@@ -55,7 +56,8 @@ def py_version(exe):
 
 
 def discover():
-    """[(label, exe, (major, minor))], and names of versions not found."""
+    """[(label, exe, (major, minor))], and names of versions not found.
+    The sid root's interpreters are reported by name when it is missing."""
     candidates = [("system", "/usr/bin/python3")]
     pyenv_root = None
     if shutil.which("pyenv"):
@@ -64,10 +66,12 @@ def discover():
     pyenv_root = pyenv_root or os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
     for exe in sorted(glob.glob(os.path.join(pyenv_root, "versions", "*", "bin", "python3"))):
         candidates.append(("pyenv-" + exe.split(os.sep)[-3], exe))
+    sid, skipped = sid_pythons()
+    candidates += sid
     for exe in re.split(r"[:\s]+", os.environ.get("COVINJECT_PYTHONS", "")):
         if exe:
             candidates.append(("env-" + os.path.basename(exe), exe))
-    found, seen, skipped = [], set(), []
+    found, seen = [], set()
     for label, exe in candidates:
         if not os.path.exists(exe):
             if label.startswith("env-"):
@@ -86,7 +90,7 @@ def discover():
             found.append((label, exe, ver))
     have = {v for _, _, v in found}
     for v in SUPPORTED:
-        if v not in have:
+        if v not in have and not any(s.startswith("sid-%d.%d:" % v) for s in skipped):
             skipped.append("python%d.%d: not found on this machine" % v)
     return found, skipped
 
