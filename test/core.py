@@ -170,7 +170,46 @@ def t_signals_and_scope(exe, tmp):
     check(t.alive(), "target died")
 
 
-E2E = [t_http_server, t_signals_and_scope, t_busy_main, t_sleep_intact, t_coverage_report, t_dump_error_kept]
+def t_lazy_imports(exe, tmp):
+    """PEP 810 (3.15+): the import-context pass at start reads the modules
+    in sys.modules, one of which holds a lazy import in its namespace, and
+    reifies nothing and imports nothing: the lazily imported module is
+    still absent, both names still lazy_import objects, nothing printed.
+    Used after start, the module is imported and its lines are recorded."""
+    script = os.path.join("pep810", "lazy.py")
+    here = lambda name: os.path.realpath(os.path.join(TARGETS, "pep810", name))
+    t = Target(exe, script)
+    cli_ok("start", "-o", tmp, t.pid)
+
+    def import_context(name):
+        data = coverage.CoverageData(cli_ok("dump", t.pid).strip())
+        data.read()
+        data.set_query_context("import")
+        return data.lines(here(name))
+    # lazy_holder's import lines are derived: the pass has read it
+    wait_for(lambda: import_context("lazy_holder.py"), "the import context of lazy_holder.py")
+    t.send("state")
+    state = t.proc.stdout.readline().split()
+    check(state == ["STATE", "False", "lazy_import", "lazy_import"],
+          "after the import-context pass: %r (expected lazy_victim not imported, "
+          "both names lazy)" % state)
+    t.send("use")
+    check(t.proc.stdout.readline().split() == ["USED", "41", "42"], "lazy imports did not work")
+    path = cli_ok("stop", t.pid).strip()
+    check(tagged(os.path.join("pep810", "lazy_victim.py"), "v") <= measured(
+        path, os.path.join("pep810", "lazy_victim.py")), "the reified module's lines not recorded")
+    t.proc.stdin.close()
+    check(t.proc.wait(timeout=10) == 0, "lazy.py exited %s" % t.proc.returncode)
+    err = t.proc.stderr.read()
+    check(err.count("lazy_victim imported") == 1 and err.strip() == "lazy_victim imported",
+          "stderr of the target: %r" % err)
+
+
+t_lazy_imports.since = (3, 15)
+
+
+E2E = [t_http_server, t_signals_and_scope, t_busy_main, t_sleep_intact, t_coverage_report,
+       t_dump_error_kept, t_lazy_imports]
 
 
 def t_install(tmp):

@@ -84,9 +84,10 @@ def main():
         res.skip("interpreter " + why.split(":")[0], why.split(": ", 1)[1])
     print("interpreters: %s" % ", ".join("%s (%d.%d)" % (l, v[0], v[1]) for l, _, v in found),
           flush=True)
-    for label, exe, _ in found:
+    for label, exe, ver in found:
         for fn in core.E2E + servers.E2E + safety.E2E + parity.E2E:
-            res.run("%s [%s]" % (fn.__name__[2:], label), fn, exe)
+            if ver >= getattr(fn, "since", ver):    # a feature of newer versions
+                res.run("%s [%s]" % (fn.__name__[2:], label), fn, exe)
     res.run("install", core.t_install)
     res.run("help and version", core.t_help)
     for name, fn in servers.SYSTEM + parity.SYSTEM:
