@@ -10,9 +10,10 @@ pid across every exec, so a test attaches to Popen's pid as to any other:
 
 In its private mount namespace (slave propagation: nothing it mounts shows
 on the host) the root gets /proc (dlopen of the payload goes through
-/proc/self/fd), /dev, the repository and /tmp at the same paths as on the
-host, so the target's files, its data files and the tests' temporary
-directories have one name on both sides.  Standard library only.
+/proc/self/fd), /dev, the repository and /tmp (with what is mounted under
+it, such as a test's small tmpfs) at the same paths as on the host, so the
+target's files, its data files and the tests' temporary directories have
+one name on both sides.  Standard library only.
 """
 import atexit
 import os
@@ -44,7 +45,7 @@ _WRAPPER = """#!/bin/sh
 exec unshare -m --propagation slave sh -c '
 r=$0 repo=$1; shift
 mount -t proc proc "$r/proc" && mount --rbind /dev "$r/dev" &&
-mount --bind "$repo" "$r$repo" && mount --bind /tmp "$r/tmp" &&
+mount --bind "$repo" "$r$repo" && mount --rbind /tmp "$r/tmp" &&
 exec chroot "$r" /bin/sh -c "cd \\"\\$0\\" 2>/dev/null || cd /; exec /usr/bin/python%(v)s \\"\\$@\\"" "$PWD" "$@"
 ' %(qroot)s %(qrepo)s "$@"
 """

@@ -90,11 +90,15 @@ def main():
                 res.run("%s [%s]" % (fn.__name__[2:], label), fn, exe)
     res.run("install", core.t_install)
     res.run("help and version", core.t_help)
+    for label, exe, _ in [f for f in found if f[0] == "system" or f[0].startswith("sid-")]:
+        res.run("gunicorn and flask [%s]" % label, servers.GUNICORN, exe)
     for name, fn in servers.SYSTEM + parity.SYSTEM:
         res.run(name, fn)
     system = [f for f in found if f[0] == "system"] or found[:1]
-    # the long kill test runs on every interpreter only in make test-long
-    every = os.environ.get("COVINJECT_KILL_TRIALS") and found or system
+    # the kill and fault tests: on the system python3 and the sid root's
+    # (3.14+); on every interpreter only in make test-long
+    every = os.environ.get("COVINJECT_KILL_TRIALS") and found or system + [
+        f for f in found if f[0].startswith("sid-")]
     for label, exe, _ in every:
         for fn in safety.SYSTEM_EXE:
             res.run("%s [%s]" % (fn.__name__[2:], label), fn, exe)
