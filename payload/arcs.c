@@ -23,7 +23,9 @@
  *              JUMP event (then DISABLE) sets its bit.
  *   falls      where a line's instructions fall through into another line,
  *              or return (to -co_firstlineno, coverage.py's exit); taken
- *              when the line ran and its destination ran.
+ *              when the line ran and its destination ran.  Not from the
+ *              END_FOR (and POP_ITER, 3.14+) of a loop: only the loop's
+ *              end reaches them, and that is its FOR_ITER's branch.
  *
  * "Leads to" is the first line the bytecode reaches that is not the
  * source's own, following unconditional jumps; a return reached first is
@@ -38,7 +40,7 @@
 #include <string.h>
 #include "arcs.h"
 
-enum { K_OTHER, K_BRANCH, K_JUMP_FWD, K_JUMP_BACK, K_RETURN, K_STOP };
+enum { K_OTHER, K_LOOP_END, K_BRANCH, K_JUMP_FWD, K_JUMP_BACK, K_RETURN, K_STOP };
 #define MAX_WALK 4096
 
 struct branch {
@@ -185,6 +187,10 @@ int cov_arcs_init(struct pyapi *api, char *err, size_t len)
 	 * loop, for the BRANCH_RIGHT event of an async for that ends), but it
 	 * goes on at the next instruction, out of the loop. */
 	static const char *const other[] = { "END_ASYNC_FOR", NULL };
+	/* Reached only when a FOR_ITER ends its loop (a break jumps past
+	 * them): where they lead is that branch's own direction, never a
+	 * fall-through of its own. */
+	static const char *const loop_end[] = { "END_FOR", "POP_ITER", NULL };
 	PyObject *mod, *opmap;
 
 	py = api;
@@ -200,6 +206,7 @@ int cov_arcs_init(struct pyapi *api, char *err, size_t len)
 	}
 	unknown_jumps_stop(mod);
 	set_kind(opmap, other, K_OTHER);
+	set_kind(opmap, loop_end, K_LOOP_END);
 	set_kind(opmap, branch, K_BRANCH);
 	set_kind(opmap, fwd, K_JUMP_FWD);
 	set_kind(opmap, back, K_JUMP_BACK);

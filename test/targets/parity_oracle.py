@@ -134,13 +134,15 @@ class MonitoringBranchOracle(MonitoringOracle):
                          for each unconditional jump that ran;
       (line, next)       for each fall-through (and return: next = exit,
                          -co_firstlineno) between lines in the bytecode,
-                         when its line ran;
+                         when its line ran, but from a loop's END_FOR or
+                         POP_ITER, which only its FOR_ITER's exit reaches;
     where dest/next is the first line the bytecode reaches that is not the
     source's own line, following unconditional jumps."""
 
     STOP = ("FOR_ITER", "SEND", "RAISE_VARARGS", "RERAISE")
     JUMPS = ("JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT")
     RETURNS = ("RETURN_VALUE", "RETURN_CONST")
+    LOOP_END = ("END_FOR", "POP_ITER")      # only a loop's end reaches them
 
     def __init__(self, path):
         super().__init__(path)
@@ -206,7 +208,7 @@ class MonitoringBranchOracle(MonitoringOracle):
                     if to is not None:
                         arcs.add((line, to))
             elif (nxt is not None and line in ran and ins.opname not in self.STOP
-                  and line_of(nxt) != line):
+                  and ins.opname not in self.LOOP_END and line_of(nxt) != line):
                 to = self._dest(code, instrs, index, line, i + 1)
                 if to is not None and (to < 0 or to in ran):
                     arcs.add((line, to))
