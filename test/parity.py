@@ -23,8 +23,8 @@ from lib import (COVINJECT, TARGETS, Failure, Target, check, cli, cli_ok, py_ver
                  wait_for)
 
 CORPUS = ["corpus.py", "corpus_lib.py", "corpus_310.py", "corpus_311.py",
-          "corpus_exec_src.py", "corpus_nopyc.py"]
-IMPORTED = ["corpus_lib", "corpus_310", "corpus_311", "corpus_nopyc"]
+          "corpus_314.py", "corpus_exec_src.py", "corpus_nopyc.py"]
+IMPORTED = ["corpus_lib", "corpus_310", "corpus_311", "corpus_314", "corpus_nopyc"]
 LATE_DELAY = "1.5"      # > the 1 s sweep that gives C threads the tracer (<= 3.11)
 
 
@@ -168,11 +168,16 @@ def source_line(name, n):
     return lines[n - 1].strip() if 0 < n <= len(lines) else "?"
 
 
+def applies(name, ver):
+    """corpus_3XX.py runs on 3.XX and later only."""
+    return name[7:10] not in ("310", "311", "314") or ver >= (3, int(name[8:10]))
+
+
 def compare(ours, theirs, kind, ver):
     """Differences not explained by a tag, as readable lines."""
     problems = []
     tagged = tags()
-    for name in CORPUS:
+    for name in filter(lambda n: applies(n, ver), CORPUS):
         a, b = ours[name], theirs[name]
         for n in sorted(a | b):
             side = {(True, True): "both", (True, False): "covinject",
@@ -271,8 +276,7 @@ def t_import_context(exe, tmp):
     ver = py_version(exe)
     path, _ = run_attached(exe, tmp, late="0")
     ours = lines_of(path, "import")
-    names = [n for n in CORPUS if n != "corpus_exec_src.py" and
-             (n[7:10] not in ("310", "311") or ver >= (3, int(n[8:10])))]
+    names = [n for n in CORPUS if n != "corpus_exec_src.py" and applies(n, ver)]
     model = json.loads(oracle_program(exe, tmp, "model", *[corpus_path(n) for n in names]))
     problems = []
     for n in names:
