@@ -31,6 +31,12 @@ class Results:
     def __init__(self, pattern):
         self.passed = self.failed = self.skipped = 0
         self.pattern = pattern
+        self.by_label = {}      # "[label]" of a test's name -> [passed, failed]
+
+    def count(self, name, failed):
+        m = re.search(r"\[([^\]]+)\]$", name)
+        if m:
+            self.by_label.setdefault(m.group(1), [0, 0])[failed] += 1
 
     def run(self, name, fn, exe=None):
         if self.pattern and self.pattern not in name:
@@ -40,11 +46,13 @@ class Results:
         try:
             fn(exe, tmp) if exe else fn(tmp) if fn.__code__.co_argcount == 1 else fn()
             self.passed += 1
+            self.count(name, 0)
             print("PASS %s (%.1f s)" % (name, time.monotonic() - t0), flush=True)
         except Skip as e:
             self.skip(name, str(e))
         except Exception as e:
             self.failed += 1
+            self.count(name, 1)
             where = ""
             if not isinstance(e, Failure):
                 tb = traceback.extract_tb(e.__traceback__)[-1]
@@ -113,6 +121,8 @@ def main():
                 res.run("refusal: %s [%s]" % (name, label), fn)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    print("by interpreter: " + ", ".join("%s (%d.%d) %d passed, %d failed" % (
+        (label,) + ver + tuple(res.by_label.get(label, (0, 0)))) for label, _, ver in found))
     print("%d passed, %d failed, %d skipped" % (res.passed, res.failed, res.skipped))
     return 1 if res.failed else 0
 
