@@ -11,8 +11,8 @@ import time
 
 import coverage
 
-from lib import (COVINJECT, ROOT, SUPPORTED, TARGETS, Skip, Target, as_nobody, check,
-                 cli, cli_ok, dumps, function_body, get, measured, py_version,
+from lib import (COVINJECT, FREE_THREADED, ROOT, SUPPORTED, TARGETS, Skip, Target, as_nobody,
+                 check, cli, cli_ok, dumps, function_body, get, measured, py_version,
                  tagged, wait_for)
 
 
@@ -317,7 +317,8 @@ def refusal_tests(exe, tmp):
     def renamed_python(name):
         """Debian's python3.11 under another file name, which is all the
         command judges a version and a build by before touching anything
-        (no 3.16 exists, and Debian sid packages no free-threaded 3.14t)."""
+        (no 3.16 exists, and Debian sid packages no free-threaded 3.14t:
+        a real free-threaded interpreter is used when one was found)."""
         copy = os.path.join(tmp, name)
         shutil.copy("/usr/bin/python3.11", copy)
         return subprocess.Popen([copy, "-c", "import time; time.sleep(60)"])
@@ -338,12 +339,18 @@ def refusal_tests(exe, tmp):
 
     @add("free-threaded build")
     def _():
-        p = renamed_python("python3.%dt" % SUPPORTED[-1][1])
+        # a real one if discover() found any (COVINJECT_PYTHONS, pyenv 3.13t)
+        if FREE_THREADED:
+            minor = py_version(FREE_THREADED[0])[1]
+            p = subprocess.Popen([FREE_THREADED[0], "-c", "import time; time.sleep(60)"])
+        else:
+            minor = SUPPORTED[-1][1]
+            p = renamed_python("python3.%dt" % minor)
         try:
             refusal(["start", "-o", tmp, p.pid], 1,
                     r"^covinject: start %d: Python 3\.%dt \(.*\) is a free-threaded build "
                     r"\(Py_GIL_DISABLED\): covinject supports only the default builds" % (
-                        p.pid, SUPPORTED[-1][1]))
+                        p.pid, minor))
             check(p.poll() is None and "covinject-payload" not in open("/proc/%d/maps" % p.pid).read(),
                   "the target was touched")
         finally:

@@ -55,6 +55,16 @@ def py_version(exe):
         return None
 
 
+FREE_THREADED = []     # free-threaded interpreters found: not run, refused
+
+
+def free_threaded(exe):
+    r = subprocess.run([exe, "-c", "import sysconfig; "
+                        "print(sysconfig.get_config_var('Py_GIL_DISABLED'))"],
+                       capture_output=True, text=True, timeout=20)
+    return r.stdout.strip() == "1"
+
+
 def discover():
     """[(label, exe, (major, minor))], and names of versions not found.
     The sid root's interpreters are reported by name when it is missing."""
@@ -86,6 +96,10 @@ def discover():
             skipped.append("%s (%s): does not run" % (label, exe))
         elif ver not in SUPPORTED:
             skipped.append("%s: Python %d.%d is not supported" % ((label,) + ver))
+        elif free_threaded(exe):
+            FREE_THREADED.append(exe)
+            skipped.append("%s: Python %d.%dt is a free-threaded build, which covinject "
+                           "refuses (the refusal test uses it)" % ((label,) + ver))
         else:
             found.append((label, exe, ver))
     have = {v for _, _, v in found}
