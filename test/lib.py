@@ -59,9 +59,12 @@ FREE_THREADED = []     # free-threaded interpreters found: not run, refused
 
 
 def free_threaded(exe):
-    r = subprocess.run([exe, "-c", "import sysconfig; "
-                        "print(sysconfig.get_config_var('Py_GIL_DISABLED'))"],
-                       capture_output=True, text=True, timeout=20)
+    try:
+        r = subprocess.run([exe, "-c", "import sysconfig; "
+                            "print(sysconfig.get_config_var('Py_GIL_DISABLED'))"],
+                           capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
     return r.stdout.strip() == "1"
 
 
