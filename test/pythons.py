@@ -25,7 +25,6 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VERSIONS_H = os.path.join(ROOT, "payload", "versions.h")
 SID_ROOT = os.environ.get("COVINJECT_SID_ROOT") or "/var/cache/covinject/sid"
-SID_VERSIONS = [(3, 14), (3, 15)]
 SID_BUILD = "make sid-root"
 
 
@@ -39,6 +38,16 @@ def supported():
 
 
 SUPPORTED = supported()
+
+
+def sid_versions():
+    """[(3, minor)] of the python3.X packages test/sid-root.sh installs."""
+    with open(os.path.join(ROOT, "test", "sid-root.sh")) as f:
+        pkgs = re.search(r"^pkgs=(\S+)", f.read(), re.M).group(1)
+    return [(3, int(m)) for m in re.findall(r"(?:^|,)python3\.(\d+)(?=,|$)", pkgs)]
+
+
+SID_VERSIONS = sid_versions()
 
 _WRAPPER = """#!/bin/sh
 # python%(v)s of the Debian sid root %(root)s (test/pythons.py)
