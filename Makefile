@@ -4,12 +4,17 @@
 #   make test            unit tests, then end-to-end tests on every CPython found
 #   make demo            attach to a bundled example server and report its coverage
 #   make install PREFIX=/usr/local DESTDIR=
+#   make sid-root        a Debian sid root with CPython 3.14 and 3.15 for make test
 #   make WERROR=1        warnings are errors (CI)
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 LIBDIR ?= $(PREFIX)/lib/covinject
 PYTHON ?= /usr/bin/python3
+# The Debian sid root whose python3.14 and python3.15 make test also runs
+# (test/pythons.py); make sid-root builds it, or keeps it if it matches.
+SID_ROOT ?= /var/cache/covinject/sid
+export COVINJECT_SID_ROOT := $(SID_ROOT)
 
 WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes \
 	-Wmissing-prototypes -Wno-unused-parameter -Wvla
@@ -65,6 +70,9 @@ test: all test/unit deps
 test-long: all test/unit deps
 	COVINJECT_KILL_TRIALS=200 COVINJECT_LONG=1 $(PYTHON) test/run.py
 
+sid-root:
+	@sh test/sid-root.sh $(SID_ROOT)
+
 demo: all deps
 	$(PYTHON) examples/demo.py
 
@@ -81,7 +89,7 @@ install: all
 clean:
 	rm -rf covinject $(PAYLOAD) test/unit examples/out $(shell find . -name '*.[od]')
 
-.PHONY: all deps test test-long demo bench install clean
+.PHONY: all deps test test-long sid-root demo bench install clean
 -include $(shell find . -name '*.d' 2>/dev/null)
 
 # ---------------------------------------------------------------------------

@@ -16,7 +16,8 @@ import time
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 COVINJECT = os.environ.get("COVINJECT_BIN") or os.path.join(ROOT, "covinject")
-SUPPORTED = [(3, 9), (3, 10), (3, 11), (3, 12), (3, 13)]
+sys.path.insert(0, os.path.join(ROOT, "test"))
+from pythons import SUPPORTED, sid_pythons  # noqa: E402  (payload/versions.h)
 BORROWED_RE = re.compile(r"thread (\d+) was borrowed for ([0-9.]+) ms")
 
 
@@ -40,8 +41,9 @@ def has_module(exe, name):
 
 
 def discover():
-    """[{label, exe, ver, version, coverage}] for /usr/bin/python3 and every
-    pyenv version >= 3.9 (the same idea as test/run.py)."""
+    """[{label, exe, ver, version, coverage}] for /usr/bin/python3, every
+    pyenv version >= 3.9 and the sid root's 3.14 and 3.15 (make sid-root),
+    as test/run.py finds them."""
     candidates = [("system", "/usr/bin/python3")]
     root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
     if shutil.which("pyenv"):
@@ -49,6 +51,10 @@ def discover():
                               text=True).stdout.strip() or root
     for exe in sorted(glob.glob(os.path.join(root, "versions", "*", "bin", "python3"))):
         candidates.append(("pyenv-" + exe.split(os.sep)[-3], exe))
+    sid, missing = sid_pythons()
+    candidates += sid
+    for why in missing:
+        log("bench: skipping %s" % why)
     found, seen = [], set()
     for label, exe in candidates:
         real = os.path.realpath(exe)
@@ -95,9 +101,9 @@ def covinject_ok(*args, **kw):
     return r, wall
 
 
-def start(pid, out_dir):
-    """covinject start -v: (wall ms, borrowed ms)."""
-    r, wall = covinject_ok("start", "-v", "-o", out_dir, pid)
+def start(pid, out_dir, *extra):
+    """covinject start -v [extra...]: (wall ms, borrowed ms)."""
+    r, wall = covinject_ok("start", "-v", "-o", out_dir, *(extra + (pid,)))
     m = BORROWED_RE.search(r.stderr)
     return wall * 1000, float(m.group(2)) if m else float("nan")
 

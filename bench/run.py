@@ -7,15 +7,17 @@ attaching, snapshots and the collector's memory cost.  `make bench` runs it.
 
 Parts (all by default; --only picks some):
 
-  overhead  for every interpreter found (/usr/bin/python3 and every pyenv
-            version >= 3.9) and every workload of bench/workloads.py (web,
+  overhead  for every interpreter found (/usr/bin/python3, every pyenv
+            version >= 3.9, the sid root's 3.14 and 3.15) and every workload
+            of bench/workloads.py (web,
             calls, hot): a baseline run with no tool, covinject attached from
             outside after warm-up, covinject attached then stopped before the
             timed work, and coverage.py in-process where it is importable
             (its default core, and COVERAGE_CORE=sysmon on 3.12+), and on
             3.12+ the sys.monitoring floor: an in-process LINE tool whose
             callback only returns DISABLE, the least any collector built on
-            sys.monitoring can cost.  Each rep runs B T1 B T2 B ... B:
+            sys.monitoring can cost; covinject start --branch on the hot
+            workload (3.12+).  Each rep runs B T1 B T2 B ... B:
             every tool run sits between two baseline runs and its ratio is
             taken against their mean, for the first chunk, the last chunk
             and the whole run; the table gives the median over reps.
@@ -54,15 +56,20 @@ TOOL_NAMES = {
     "coverage": "coverage.py in-process (default core)",
     "sysmon": "coverage.py in-process, COVERAGE_CORE=sysmon",
     "floor": "sys.monitoring floor: an in-process LINE tool that only returns DISABLE",
+    "branch": "covinject start --branch (3.12+, the hot workload)",
 }
 
 
 # ---- one run ------------------------------------------------------------------
 
-def tools_for(py):
+def tools_for(py, workload=None):
+    """The tools measured on py; --branch only on the hot workload, whose
+    clamp() has a branch that always goes the same way."""
     tools = ["covinject", "after-stop"]
     if py["ver"] >= (3, 12):
         tools.append("floor")
+        if workload in (None, "hot"):
+            tools.append("branch")
     if py["coverage"]:
         tools.append("coverage")
         if py["ver"] >= (3, 12):
@@ -96,8 +103,9 @@ def run_once(py, workload, tool, opts, out_dir):
     result = {"tool": tool}
     with common.Target(argv, env=env) as target:
         target.expect("READY")
-        if tool in ("covinject", "after-stop"):
-            result["start_ms"], result["borrowed_ms"] = common.start(target.pid, out_dir)
+        if tool in ("covinject", "after-stop", "branch"):
+            result["start_ms"], result["borrowed_ms"] = common.start(
+                target.pid, out_dir, *(("--branch",) if tool == "branch" else ()))
         if tool == "after-stop":
             common.stop(target.pid)
         target.send("go")
@@ -158,7 +166,7 @@ def overhead(pythons, opts, out_dir):
                 done += 1
                 t0 = time.monotonic()
                 for tool, run, before, after in run_sequence(
-                        py, workload, tools_for(py), opts, out_dir):
+                        py, workload, tools_for(py, workload), opts, out_dir):
                     raw.setdefault((py["label"], workload, tool), []).append(
                         (run, before, after))
                 log("overhead %d/%d: %s %s rep %d (%.0f s)" % (
@@ -225,7 +233,7 @@ def detail_table(pythons, opts, summary):
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for py in pythons:
         for w in opts.workload:
-            for tool in tools_for(py):
+            for tool in tools_for(py, w):
                 s = summary.get((py["label"], w, tool))
                 if not s:
                     continue
@@ -235,6 +243,24 @@ def detail_table(pythons, opts, summary):
                     py["version"], w, tool, s["n"], fmt(s["first"], "%.3f"),
                     fmt(s["last"], "%.3f"), fmt(s["all"], "%.3f"),
                     fmt(s["first_best"], "%.3f"), fmt(s["steady_best"], "%.3f"), seen))
+    return lines
+
+
+def branch_table(pythons, opts, summary):
+    """--branch on the hot workload, beside lines only: a branch that always
+    goes one way keeps reporting on 3.12/3.13 (one BRANCH event for both
+    directions), once per direction on 3.14+ (BRANCH_LEFT, BRANCH_RIGHT)."""
+    lines = ["| Python | branch events | --branch first / last | --branch best-of: first / "
+             "steady | lines only, best-of: first / steady |",
+             "| --- | --- | --- | --- | --- |"]
+    for py in pythons:
+        b = summary.get((py["label"], "hot", "branch"))
+        if not b:
+            continue
+        lines.append("| %s | %s | %s | %s | %s |" % (
+            py["version"], "BRANCH_LEFT, BRANCH_RIGHT" if py["ver"] >= (3, 14) else "BRANCH",
+            cell(b), cell(b, ("first_best", "steady_best")),
+            cell(summary.get((py["label"], "hot", "covinject")), ("first_best", "steady_best"))))
     return lines
 
 
@@ -278,9 +304,10 @@ def overhead_targets(pythons, opts, summary):
                 word += " (best-of: %s)" % ("met" if best[0] <= limit else "NOT met")
         out.append((name, word, detail))
 
-    new = [(3, 12), (3, 13)]
+    new = [v for v in common.SUPPORTED if v >= (3, 12)]
     old = [(3, 9), (3, 10), (3, 11)]
-    verdict("3.12/3.13 steady state (last chunk; best-of: steady) <= 1.02x",
+    span = "%d.%d-%d.%d" % (new[0] + new[-1])
+    verdict("%s steady state (last chunk; best-of: steady) <= 1.02x" % span,
             worst(new, "covinject", "last"),
             1.02, worst(new, "covinject", "steady_best"))
     floor = worst(new, "floor", "steady_best")
@@ -288,8 +315,12 @@ def overhead_targets(pythons, opts, summary):
         out[-1] = out[-1][:2] + (out[-1][2] + "; for reference, the sys.monitoring "
                                  "floor (in-process tool returning DISABLE), best-of: "
                                  "worst %.3fx (%s, %s)" % floor,)
-    verdict("3.12/3.13 first chunk <= 1.15x", worst(new, "covinject", "first"), 1.15,
+    verdict("%s first chunk <= 1.15x" % span, worst(new, "covinject", "first"), 1.15,
             worst(new, "covinject", "first_best"))
+    two_way = [v for v in new if v >= (3, 14)]
+    verdict("3.14+ --branch steady state, a one-way branch in a hot loop (last chunk; "
+            "best-of: steady) <= 1.05x", worst(two_way, "branch", "last"), 1.05,
+            worst(two_way, "branch", "steady_best"))
     verdict("3.9-3.11 web <= 2.0x (whole run; best-of: steady)",
             _worst_workload(summary, pythons, old, "web", "all"), 2.0,
             _worst_workload(summary, pythons, old, "web", "steady_best"))
@@ -387,6 +418,14 @@ def main():
                     % (opts.reps, opts.chunks), "",
                     "While this part ran, " + mon.summary() + ".", ""]
             out += overhead_table(pythons, opts, summary) + [""]
+            if "hot" in opts.workload:
+                out += ["### Branch coverage (hot workload)", "",
+                        "covinject `start --branch` against lines only.  The hot "
+                        "workload's `clamp()` has a branch that always goes the same "
+                        "way: on 3.12/3.13 its BRANCH event can only be disabled once "
+                        "both directions ran, so it costs a call every time; on 3.14+ "
+                        "each direction reports once and is disabled.", ""]
+                out += branch_table(pythons, opts, summary) + [""]
             out += ["### Details", ""] + detail_table(pythons, opts, summary) + [""]
             out += ["### Baseline chunk times (noise)", ""]
             out += baseline_table(pythons, opts, raw) + [""]

@@ -10,19 +10,22 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli.h"
+#include "../payload/versions.h"
 
-static const char usage_text[] =
-	"usage: covinject [--help] [--version] COMMAND [OPTIONS] PID\n"
-	"\n"
-	"Measure line coverage of a running CPython 3.9-3.13 process.\n"
-	"\n"
-	"commands:\n"
-	"  start PID    load the collector into PID and start collecting\n"
-	"  dump PID     write a snapshot now, wait for it, print its path\n"
-	"  stop PID     final snapshot, remove the collector, print the file\n"
-	"  status PID   what the collector in PID is doing\n"
-	"\n"
-	"'covinject COMMAND --help' describes a command's options.\n";
+/* A printf format: %s is the range of payload/versions.h. */
+#define USAGE_TEXT \
+	"usage: covinject [--help] [--version] COMMAND [OPTIONS] PID\n" \
+	"\n" \
+	"Measure line coverage of a running CPython %s process (default\n" \
+	"builds, with the GIL).\n" \
+	"\n" \
+	"commands:\n" \
+	"  start PID    load the collector into PID and start collecting\n" \
+	"  dump PID     write a snapshot now, wait for it, print its path\n" \
+	"  stop PID     final snapshot, remove the collector, print the file\n" \
+	"  status PID   what the collector in PID is doing\n" \
+	"\n" \
+	"'covinject COMMAND --help' describes a command's options.\n"
 
 static const char start_help[] =
 	"usage: covinject start [OPTIONS] PID\n"
@@ -282,6 +285,7 @@ int main(int argc, char **argv)
 		.out_dir = ".", .dump_sig = SIGUSR1, .stop_sig = SIGUSR2,
 		.timeout = 10, .interval = 60, .argc = argc, .argv = argv,
 	};
+	char range[32];
 	int r;
 
 	if (getuid() != geteuid() || getgid() != getegid()) {
@@ -291,7 +295,7 @@ int main(int argc, char **argv)
 	if (argc < 2)
 		return usage_error(NULL, "missing command");
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		fputs(usage_text, stdout);
+		printf(USAGE_TEXT, cov_python_range(range, sizeof(range)));
 		return EXIT_OK;
 	}
 	if (!strcmp(argv[1], "--version")) {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include "cli.h"
 #include "../inject/inject.h"
+#include "../payload/versions.h"
 
 #define SIGBIT(s) (1ULL << ((s) - 1))
 
@@ -28,12 +29,14 @@ static int active(const struct cov_state *s)
 	return s->phase == COV_STARTING || s->phase == COV_COLLECTING;
 }
 
+/* The version gate: payload/versions.h is the table, shared with the payload. */
 static int check_python(pid_t pid, const char *cmd, const struct proc_status *st,
 			int *major, int *minor)
 {
-	char image[512], hint[400];
-	int r = inject_python_version(pid, major, minor, image, sizeof(image));
+	char image[512], range[32], newest[16], hint[400];
+	int ft, r = inject_python_version(pid, major, minor, &ft, image, sizeof(image));
 
+	cov_python_range(range, sizeof(range));
 	if (r == -EACCES || r == -EPERM) {
 		cli_access_hint(pid, st, hint, sizeof(hint));
 		cli_err(pid, cmd, "cannot read /proc/%d/maps: %s (%s)", (int)pid,
@@ -42,13 +45,30 @@ static int check_python(pid_t pid, const char *cmd, const struct proc_status *st
 	}
 	if (r) {
 		cli_err(pid, cmd, "%s is not a CPython process: no libpython3.X or "
-			"python3.X is mapped in it (give the pid of a Python 3.9-3.13 "
-			"interpreter)", st->name);
+			"python3.X is mapped in it (give the pid of a Python %s "
+			"interpreter)", st->name, range);
 		return EXIT_FAIL;
 	}
-	if (*major != 3 || *minor < 9 || *minor > 13) {
+	switch (cov_python_fit(*major, *minor)) {
+	case COV_PY_SUPPORTED:
+		break;
+	case COV_PY_NEWER:
+		cli_err(pid, cmd, "Python %d.%d (%s) is newer than covinject knows: "
+			"the newest version it supports is %s (use a covinject release "
+			"that supports %d.%d)", *major, *minor, image,
+			cov_python_newest(newest, sizeof(newest)), *major, *minor);
+		return EXIT_FAIL;
+	default:
 		cli_err(pid, cmd, "Python %d.%d (%s) is not supported: covinject "
-			"supports CPython 3.9 to 3.13", *major, *minor, image);
+			"supports CPython %s (run the program on one of those)", *major,
+			*minor, image, range);
+		return EXIT_FAIL;
+	}
+	if (ft) {
+		cli_err(pid, cmd, "Python %d.%dt (%s) is a free-threaded build "
+			"(Py_GIL_DISABLED): covinject supports only the default builds, "
+			"with the GIL (run the program on python%d.%d to measure it)",
+			*major, *minor, image, *major, *minor);
 		return EXIT_FAIL;
 	}
 	return EXIT_OK;
@@ -57,9 +77,9 @@ static int check_python(pid_t pid, const char *cmd, const struct proc_status *st
 int cli_is_python(pid_t pid)
 {
 	char image[512];
-	int major, minor;
+	int major, minor, ft;
 
-	return inject_python_version(pid, &major, &minor, image, sizeof(image)) == 0;
+	return inject_python_version(pid, &major, &minor, &ft, image, sizeof(image)) == 0;
 }
 
 static int check_signal(struct cli_opts *o, const char *what, int sig,

@@ -326,13 +326,17 @@ out_free:
 	return r;
 }
 
-/* The interpreter image (libpython3.X.so or python3.X) names the version. */
-int inject_python_version(pid_t pid, int *major, int *minor, char *image,
-			  size_t imagelen)
+/*
+ * The interpreter image (libpython3.X.so or python3.X) names the version;
+ * a free-threaded build's name has a "t" after it (python3.14t,
+ * libpython3.14t.so.1.0: the ABI flag of PEP 703).
+ */
+int inject_python_version(pid_t pid, int *major, int *minor, int *freethreaded,
+			  char *image, size_t imagelen)
 {
 	struct lib_map lm;
 	const char *b;
-	int r;
+	int r, n = 0;
 
 	if ((r = maps_find(pid, maps_is_python, &lm)))
 		return r;
@@ -340,8 +344,9 @@ int inject_python_version(pid_t pid, int *major, int *minor, char *image,
 	b = b ? b + 1 : lm.path;
 	if (!strncmp(b, "lib", 3))
 		b += 3;
-	if (sscanf(b, "python%d.%d", major, minor) != 2)
+	if (sscanf(b, "python%d.%d%n", major, minor, &n) != 2 || !n)
 		return -ENOENT;
+	*freethreaded = b[n] == 't';
 	snprintf(image, imagelen, "%s", lm.path);
 	return 0;
 }

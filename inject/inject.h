@@ -63,9 +63,11 @@ int inject_can_pass_fds(void);
 int inject_send_fd(pid_t pid, int remote_sock, int fd, const char *msg,
 		   struct inject_err *err) __attribute__((warn_unused_result));
 
-/* Python major/minor of pid from its mapped interpreter: 0 or -ENOENT. */
-int inject_python_version(pid_t pid, int *major, int *minor, char *image,
-			  size_t imagelen) __attribute__((warn_unused_result));
+/* Python major/minor of pid from its mapped interpreter, and whether it is
+ * a free-threaded build (python3.14t, libpython3.14t.so): 0 or -ENOENT. */
+int inject_python_version(pid_t pid, int *major, int *minor, int *freethreaded,
+			  char *image, size_t imagelen)
+	__attribute__((warn_unused_result));
 
 int inject_fail(struct inject_err *e, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -7,16 +7,25 @@
  * once into a table:
  *
  *   branches   POP_JUMP_IF_*, FOR_ITER: the line, and for each direction
- *              (fall-through, jump) the line it leads to; a BRANCH event
- *              sets the direction's bit.  sys.monitoring can disable a
- *              BRANCH event only for both directions at once before 3.14,
- *              so an instruction reports until both directions have run,
- *              then returns DISABLE.
+ *              (fall-through, jump) the line it leads to; a branch event
+ *              sets the direction's bit.  Before 3.14 sys.monitoring has
+ *              one BRANCH event, which can be disabled only for both
+ *              directions at once, so an instruction reports until both
+ *              directions have run, then returns DISABLE.  3.14 has one
+ *              event per direction, each disabled on its own after its
+ *              first report: BRANCH_LEFT is the fall-through (a
+ *              POP_JUMP_IF_* not taken, a FOR_ITER that goes on),
+ *              BRANCH_RIGHT the jump.  The destination they report is past
+ *              the NOT_TAKEN that follows a POP_JUMP_IF_*, or past the
+ *              END_FOR and POP_ITER of an exhausted loop (seen on 3.14.10
+ *              and 3.15.2), so the direction comes from the event.
  *   jumps      JUMP_FORWARD, JUMP_BACKWARD: the line and where it leads; a
  *              JUMP event (then DISABLE) sets its bit.
  *   falls      where a line's instructions fall through into another line,
  *              or return (to -co_firstlineno, coverage.py's exit); taken
- *              when the line ran and its destination ran.
+ *              when the line ran and its destination ran.  Not from the
+ *              END_FOR (and POP_ITER, 3.14+) of a loop: only the loop's
+ *              end reaches them, and that is its FOR_ITER's branch.
  *
  * "Leads to" is the first line the bytecode reaches that is not the
  * source's own, following unconditional jumps; a return reached first is
@@ -31,7 +40,7 @@
 #include <string.h>
 #include "arcs.h"
 
-enum { K_OTHER, K_BRANCH, K_JUMP_FWD, K_JUMP_BACK, K_RETURN, K_STOP };
+enum { K_OTHER, K_LOOP_END, K_BRANCH, K_JUMP_FWD, K_JUMP_BACK, K_RETURN, K_STOP };
 #define MAX_WALK 4096
 
 struct branch {
@@ -174,6 +183,14 @@ int cov_arcs_init(struct pyapi *api, char *err, size_t len)
 	static const char *const back[] = { "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT", NULL };
 	static const char *const ret[] = { "RETURN_VALUE", "RETURN_CONST", NULL };
 	static const char *const stop[] = { "SEND", "RAISE_VARARGS", "RERAISE", NULL };
+	/* 3.14 lists END_ASYNC_FOR in hasjrel (its argument points back at the
+	 * loop, for the BRANCH_RIGHT event of an async for that ends), but it
+	 * goes on at the next instruction, out of the loop. */
+	static const char *const other[] = { "END_ASYNC_FOR", NULL };
+	/* Reached only when a FOR_ITER ends its loop (a break jumps past
+	 * them): where they lead is that branch's own direction, never a
+	 * fall-through of its own. */
+	static const char *const loop_end[] = { "END_FOR", "POP_ITER", NULL };
 	PyObject *mod, *opmap;
 
 	py = api;
@@ -188,6 +205,8 @@ int cov_arcs_init(struct pyapi *api, char *err, size_t len)
 		return -1;
 	}
 	unknown_jumps_stop(mod);
+	set_kind(opmap, other, K_OTHER);
+	set_kind(opmap, loop_end, K_LOOP_END);
 	set_kind(opmap, branch, K_BRANCH);
 	set_kind(opmap, fwd, K_JUMP_FWD);
 	set_kind(opmap, back, K_JUMP_BACK);
@@ -463,6 +482,14 @@ int cov_arcs_branch(struct cov_code *c, long src, long dst)
 		return 1;	/* not one we know: stop hearing about it */
 	c->br[i].hit |= (uint32_t)dst == c->br[i].next ? 1 : 2;
 	return c->br[i].hit == 3;
+}
+
+void cov_arcs_taken(struct cov_code *c, long src, int d)
+{
+	size_t i = find(c->br, c->nbr, sizeof(*c->br), src);
+
+	if (i < c->nbr)
+		c->br[i].hit |= 1 << d;
 }
 
 void cov_arcs_jump(struct cov_code *c, long src)

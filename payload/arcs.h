@@ -15,8 +15,12 @@ int cov_arcs_init(struct pyapi *py, char *err, size_t len);
 /* The table of a code object of f: found, or built at its first event. */
 struct cov_code *cov_arcs_code(PyObject *code, struct cov_file *f);
 
-/* A BRANCH event; 1 once both directions ran (the event may be disabled). */
+/* A BRANCH event (3.12, 3.13); 1 once both directions ran (the event may
+ * be disabled). */
 int cov_arcs_branch(struct cov_code *c, long src, long dst);
+
+/* BRANCH_LEFT (d 0, fall-through) or BRANCH_RIGHT (d 1, jump), 3.14+. */
+void cov_arcs_taken(struct cov_code *c, long src, int d);
 
 /* A JUMP event. */
 void cov_arcs_jump(struct cov_code *c, long src);

@@ -11,8 +11,9 @@
  * whose body shares the def/lambda line is lost, because RESUME is
  * specialised to RESUME_CHECK and _Py_call_instrumentation_line no longer
  * recognises it (seen on 3.13.0; coverage.py's sysmon core registers
- * PY_START anyway and so never meets it).  With --branch, BRANCH and
- * JUMP events too, turned into arcs by arcs.c.
+ * PY_START anyway and so never meets it).  With --branch, the branch
+ * events (BRANCH; on 3.14+ BRANCH_LEFT and BRANCH_RIGHT) and JUMP too,
+ * turned into arcs by arcs.c.
  *
  * CPython <= 3.11: a C trace function (Py_tracefunc) on every thread state
  * through _PyEval_SetTrace(tstate, ...), exported since 3.9.  A C tracer
@@ -40,9 +41,11 @@ static PyObject *prev_thread_hook;	/* threading._trace_hook before us */
 static int tool_id = -1;
 static long ev_line;			/* sys.monitoring.events.LINE */
 static long ev_start;			/* PY_START (3.13+), or 0 */
-static long ev_branch, ev_jump;		/* BRANCH, JUMP with --branch, or 0 */
+/* With --branch: BRANCH (3.12, 3.13) or BRANCH_LEFT and BRANCH_RIGHT
+ * (3.14+), and JUMP; else 0. */
+static long ev_branch, ev_left, ev_right, ev_jump;
 static int branch_mode;
-static PyObject *branch_cb, *jump_cb;
+static PyObject *branch_cb, *left_cb, *right_cb, *jump_cb;
 static Py_ssize_t off_c_tracefunc = -1;	/* in PyThreadState, found at run time */
 
 
@@ -117,6 +120,30 @@ static PyObject *on_branch(PyObject *self, PyObject *const *args, Py_ssize_t n)
 	return disable;
 }
 
+/* BRANCH_LEFT, BRANCH_RIGHT (3.14+): (code, offset, destination) -> DISABLE,
+ * each direction on its own. */
+static PyObject *on_left(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+	struct cov_code *c = code_of(args, n);
+
+	(void)self;
+	if (c)
+		cov_arcs_taken(c, py->Long_AsLong(args[1]), 0);
+	py->IncRef(disable);
+	return disable;
+}
+
+static PyObject *on_right(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+	struct cov_code *c = code_of(args, n);
+
+	(void)self;
+	if (c)
+		cov_arcs_taken(c, py->Long_AsLong(args[1]), 1);
+	py->IncRef(disable);
+	return disable;
+}
+
 /* JUMP (code, offset, destination) -> DISABLE */
 static PyObject *on_jump(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
@@ -180,6 +207,12 @@ static struct py_methoddef start_def = {
 };
 static struct py_methoddef branch_def = {
 	"covinject_branch", (void *)on_branch, PY_METH_FASTCALL, NULL
+};
+static struct py_methoddef left_def = {
+	"covinject_branch_left", (void *)on_left, PY_METH_FASTCALL, NULL
+};
+static struct py_methoddef right_def = {
+	"covinject_branch_right", (void *)on_right, PY_METH_FASTCALL, NULL
 };
 static struct py_methoddef jump_def = {
 	"covinject_jump", (void *)on_jump, PY_METH_FASTCALL, NULL
@@ -267,21 +300,49 @@ static long event_bit(const char *name)
 	return bit;
 }
 
-/* --branch: the opcode tables, and BRANCH and JUMP callbacks. */
-static int branch_start(char *err, size_t len)
+static int register_cb(char *err, size_t len, long ev, PyObject *cb)
 {
-	if (cov_arcs_init(py, err, len))
-		return -1;
-	if ((ev_branch = event_bit("BRANCH")) <= 0 || (ev_jump = event_bit("JUMP")) <= 0 ||
-	    !(branch_cb = py->CFunction_NewEx(&branch_def, NULL, NULL)) ||
-	    !(jump_cb = py->CFunction_NewEx(&jump_def, NULL, NULL))) {
+	return CALL(err, len, monitoring, "register_callback", "ilO", tool_id, ev, cb);
+}
+
+/* 3.14+: one event per direction, so each can be disabled on its own. */
+static int branch_directions(char *err, size_t len)
+{
+	ev_left = event_bit("BRANCH_LEFT");
+	ev_right = event_bit("BRANCH_RIGHT");
+	py->Err_Clear();
+	if (ev_left <= 0 || ev_right <= 0) {
+		ev_left = ev_right = 0;
+		return 0;
+	}
+	if (!(left_cb = py->CFunction_NewEx(&left_def, NULL, NULL)) ||
+	    !(right_cb = py->CFunction_NewEx(&right_def, NULL, NULL))) {
 		py_error(err, len, "sys.monitoring");
 		return -1;
 	}
-	return CALL(err, len, monitoring, "register_callback", "ilO", tool_id,
-		    ev_branch, branch_cb) ||
-	       CALL(err, len, monitoring, "register_callback", "ilO", tool_id,
-		    ev_jump, jump_cb);
+	return register_cb(err, len, ev_left, left_cb) ||
+	       register_cb(err, len, ev_right, right_cb);
+}
+
+/* --branch: the opcode tables, the branch callbacks and JUMP's. */
+static int branch_start(char *err, size_t len)
+{
+	if (cov_arcs_init(py, err, len) || branch_directions(err, len))
+		return -1;
+	if ((ev_jump = event_bit("JUMP")) <= 0 ||
+	    !(jump_cb = py->CFunction_NewEx(&jump_def, NULL, NULL)))
+		goto fail_py;
+	if (register_cb(err, len, ev_jump, jump_cb))
+		return -1;
+	if (ev_left)
+		return 0;
+	if ((ev_branch = event_bit("BRANCH")) <= 0 ||
+	    !(branch_cb = py->CFunction_NewEx(&branch_def, NULL, NULL)))
+		goto fail_py;
+	return register_cb(err, len, ev_branch, branch_cb);
+fail_py:
+	py_error(err, len, "sys.monitoring");
+	return -1;
 }
 
 static int monitoring_start(char *err, size_t len)
@@ -320,7 +381,7 @@ static int monitoring_start(char *err, size_t len)
 	if (branch_mode && branch_start(err, len))
 		return -1;
 	if (CALL(err, len, monitoring, "set_events", "il", id,
-		 ev_line | ev_start | ev_branch | ev_jump))
+		 ev_line | ev_start | ev_branch | ev_left | ev_right | ev_jump))
 		return -1;
 	return 0;
 fail_py:
@@ -340,11 +401,13 @@ static void monitoring_stop(void)
 			CALL(ignore, sizeof(ignore), monitoring, "register_callback",
 			     "ilO", tool_id, ev_start, py->None);
 		if (ev_branch > 0)
-			CALL(ignore, sizeof(ignore), monitoring, "register_callback",
-			     "ilO", tool_id, ev_branch, py->None);
+			register_cb(ignore, sizeof(ignore), ev_branch, py->None);
+		if (ev_left > 0)
+			register_cb(ignore, sizeof(ignore), ev_left, py->None);
+		if (ev_right > 0)
+			register_cb(ignore, sizeof(ignore), ev_right, py->None);
 		if (ev_jump > 0)
-			CALL(ignore, sizeof(ignore), monitoring, "register_callback",
-			     "ilO", tool_id, ev_jump, py->None);
+			register_cb(ignore, sizeof(ignore), ev_jump, py->None);
 		CALL(ignore, sizeof(ignore), monitoring, "free_tool_id", "i", tool_id);
 	}
 	tool_id = -1;
@@ -472,7 +535,7 @@ int cov_collect_start(struct pyapi *api, int branch, struct cov_collect_info *in
 	memset(info, 0, sizeof(*info));
 	info->tool_id = -1;
 	branch_mode = branch;
-	ev_branch = ev_jump = 0;
+	ev_branch = ev_left = ev_right = ev_jump = 0;
 	if (branch && !use_monitoring()) {
 		snprintf(err, len, "--branch needs Python 3.12 or later (sys.monitoring "
 			 "branch events)");
@@ -540,7 +603,8 @@ void cov_collect_stop(void)
 /* Drop every object we hold; the collector must be stopped. */
 void cov_collect_release(void)
 {
-	PyObject **objs[] = { &line_cb, &start_cb, &branch_cb, &jump_cb,
+	PyObject **objs[] = { &line_cb, &start_cb, &branch_cb, &left_cb,
+			      &right_cb, &jump_cb,
 			      &thread_hook, &prev_thread_hook,
 			      &disable, &monitoring };
 

@@ -40,6 +40,7 @@
 #include "modules.h"
 #include "payload.h"
 #include "store.h"
+#include "versions.h"
 #include "writer.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -553,6 +554,31 @@ static uint32_t count_interpreters(void)
 	return n;
 }
 
+/*
+ * The table the CLI refused by (versions.h), checked again from the
+ * interpreter itself: the CLI judged a file name.  A free-threaded build
+ * says so in Py_GetVersion ("3.14.0 free-threading build (main, ...)",
+ * Python/getversion.c since 3.13), which needs no object and no GIL.
+ */
+static int check_version(void)
+{
+	int major = (cov_py.hex >> 24) & 255, minor = (cov_py.hex >> 16) & 255;
+	const char *v = cov_py.GetVersion();
+	char range[32];
+
+	if (cov_python_fit(major, minor) != COV_PY_SUPPORTED) {
+		set_error("unsupported Python %s (covinject supports %s)", v,
+			  cov_python_range(range, sizeof(range)));
+		return -1;
+	}
+	if (strstr(v, "free-threading")) {
+		set_error("Python %s is a free-threaded build (covinject supports "
+			  "only default builds, with the GIL)", v);
+		return -1;
+	}
+	return 0;
+}
+
 static int setup(void)
 {
 	char err[COV_ERR_MAX] = "";
@@ -564,11 +590,8 @@ static int setup(void)
 		set_error("Python C-API: %s", err);
 		return -1;
 	}
-	if (cov_py.hex < 0x03090000 || cov_py.hex >= 0x030e0000) {
-		set_error("unsupported Python %s (covinject supports 3.9-3.13)",
-			  cov_py.GetVersion());
+	if (check_version())
 		return -1;
-	}
 	if (wait_interpreter()) {
 		set_error("no interpreter runs in this process: libpython is loaded but "
 			  "not initialised (a program that embeds Python without "

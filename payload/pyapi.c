@@ -14,7 +14,7 @@
 
 /*
  * Include/cpython/object.h, PyTypeObject: fields up to tp_members are all
- * pointer-sized on LP64 (default, non-free-threaded builds, 3.9-3.13):
+ * pointer-sized on LP64 (default, non-free-threaded builds, 3.9-3.15):
  * tp_name is field 3, tp_members field 30.
  */
 #define TP_NAME_WORD	3
@@ -144,7 +144,7 @@ static Py_ssize_t member_offset(void *type, const char *tp_name,
 	return -1;
 }
 
-/* Include/object.h: ob_type follows ob_refcnt (default builds, 3.9-3.13). */
+/* Include/object.h: ob_type follows ob_refcnt (default builds, 3.9-3.15). */
 const char *cov_type_name(PyObject *o)
 {
 	void **type = ((void ***)o)[1];

@@ -2,7 +2,7 @@
  * pyapi.h - the parts of the CPython C-API (and of SQLite) the payload uses,
  * declared here with our own minimal types and resolved at run time by
  * payload/pyapi.c, the only file that calls dlsym.  No Python.h: one build
- * serves every interpreter from 3.9 to 3.13.
+ * serves every interpreter of payload/versions.h.
  *
  * Only functions and layouts that are stable for the whole range are used.
  * Where a struct offset is needed (co_filename in a code object,
@@ -22,7 +22,7 @@ typedef struct _frame PyFrameObject;
 typedef ssize_t Py_ssize_t;
 typedef int (*Py_tracefunc)(PyObject *, PyFrameObject *, int, PyObject *);
 
-/* Include/methodobject.h; unchanged 3.9-3.13. */
+/* Include/methodobject.h; unchanged 3.9-3.15. */
 struct py_methoddef {
 	const char *name;
 	void *meth;

@@ -2,6 +2,7 @@
 import glob
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,8 +11,9 @@ import time
 
 import coverage
 
-from lib import (COVINJECT, DOCKER_CAPS, ROOT, SUPPORTED, TARGETS, Skip, Target, as_nobody, check,
-                 cli, cli_ok, dumps, function_body, get, measured, py_version,
+from lib import (COVINJECT, DOCKER_CAPS, FREE_THREADED, ROOT, SUPPORTED, TARGETS, Skip,
+                 Target, as_nobody, check, cli, cli_ok, dumps, function_body, get, measured,
+                 py_version,
                  tagged, wait_for)
 
 
@@ -188,7 +190,46 @@ def t_signals_and_scope(exe, tmp):
     check(t.alive(), "target died")
 
 
-E2E = [t_http_server, t_signals_and_scope, t_busy_main, t_sleep_intact, t_coverage_report, t_dump_error_kept]
+def t_lazy_imports(exe, tmp):
+    """PEP 810 (3.15+): the import-context pass at start reads the modules
+    in sys.modules, one of which holds a lazy import in its namespace, and
+    reifies nothing and imports nothing: the lazily imported module is
+    still absent, both names still lazy_import objects, nothing printed.
+    Used after start, the module is imported and its lines are recorded."""
+    script = os.path.join("pep810", "lazy.py")
+    here = lambda name: os.path.realpath(os.path.join(TARGETS, "pep810", name))
+    t = Target(exe, script)
+    cli_ok("start", "-o", tmp, t.pid)
+
+    def import_context(name):
+        data = coverage.CoverageData(cli_ok("dump", t.pid).strip())
+        data.read()
+        data.set_query_context("import")
+        return data.lines(here(name))
+    # lazy_holder's import lines are derived: the pass has read it
+    wait_for(lambda: import_context("lazy_holder.py"), "the import context of lazy_holder.py")
+    t.send("state")
+    state = t.proc.stdout.readline().split()
+    check(state == ["STATE", "False", "lazy_import", "lazy_import"],
+          "after the import-context pass: %r (expected lazy_victim not imported, "
+          "both names lazy)" % state)
+    t.send("use")
+    check(t.proc.stdout.readline().split() == ["USED", "41", "42"], "lazy imports did not work")
+    path = cli_ok("stop", t.pid).strip()
+    check(tagged(os.path.join("pep810", "lazy_victim.py"), "v") <= measured(
+        path, os.path.join("pep810", "lazy_victim.py")), "the reified module's lines not recorded")
+    t.proc.stdin.close()
+    check(t.proc.wait(timeout=10) == 0, "lazy.py exited %s" % t.proc.returncode)
+    err = t.proc.stderr.read()
+    check(err.count("lazy_victim imported") == 1 and err.strip() == "lazy_victim imported",
+          "stderr of the target: %r" % err)
+
+
+t_lazy_imports.since = (3, 15)
+
+
+E2E = [t_http_server, t_signals_and_scope, t_busy_main, t_sleep_intact, t_coverage_report,
+       t_dump_error_kept, t_lazy_imports]
 
 
 def t_install(tmp):
@@ -217,10 +258,22 @@ def t_install(tmp):
 
 
 def t_help(tmp):
-    """--version, and --help for the command and each subcommand."""
+    """--version, and --help for the command and each subcommand; --help
+    and the README's table of versions say what payload/versions.h says."""
     out = cli_ok("--version")
     check(re.match(r"covinject \d+\.\d+\.\d+$", out.strip()), "--version: %r" % out)
-    check("commands:" in cli_ok("--help"), "covinject --help")
+    out = cli_ok("--help")
+    check("commands:" in out, "covinject --help")
+    span = "%d.%d-%d.%d" % (SUPPORTED[0] + SUPPORTED[-1])
+    check("CPython %s process" % span in out, "--help does not say %s: %r" % (span, out))
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    table = readme[readme.index("| Python | collector |"):].split("\n\n", 1)[0]
+    rows = [tuple(map(int, m)) for m in re.findall(r"^\s*\| (\d+)\.(\d+) \|", table, re.M)]
+    check(rows == SUPPORTED, "README's table of versions %s, payload/versions.h %s" % (
+        rows, SUPPORTED))
+    check("CPython %d.%d to %d.%d in the target" % (SUPPORTED[0] + SUPPORTED[-1]) in readme,
+          "README's requirements do not name %s" % span)
     for sub in ("start", "dump", "stop", "status"):
         check(cli_ok(sub, "--help").startswith("usage: covinject %s" % sub), sub + " --help")
 
@@ -274,8 +327,52 @@ def refusal_tests(exe, tmp):
         p = subprocess.Popen([old[0], "-c", "import time; time.sleep(60)"])
         try:
             time.sleep(0.5)
-            refusal(["start", "-o", tmp, p.pid], 1, r"Python 3\.\d \(.*\) is not supported.*3\.9 to 3\.13")
+            refusal(["start", "-o", tmp, p.pid], 1, r"Python 3\.\d \(.*\) is not supported: "
+                    r"covinject supports CPython %d\.%d-%d\.%d \(" % (SUPPORTED[0] + SUPPORTED[-1]))
             check(p.poll() is None, "old python died")
+        finally:
+            p.kill()
+            p.wait()
+
+    def renamed_python(name):
+        """Debian's python3.11 under another file name, which is all the
+        command judges a version and a build by before touching anything
+        (no 3.16 exists, and Debian sid packages no free-threaded 3.14t:
+        a real free-threaded interpreter is used when one was found)."""
+        copy = os.path.join(tmp, name)
+        shutil.copy("/usr/bin/python3.11", copy)
+        return subprocess.Popen([copy, "-c", "import time; time.sleep(60)"])
+
+    @add("newer Python version than the table")
+    def _():
+        p = renamed_python("python3.%d" % (SUPPORTED[-1][1] + 1))
+        try:
+            refusal(["start", "-o", tmp, p.pid], 1,
+                    r"^covinject: start %d: Python 3\.%d \(.*\) is newer than covinject "
+                    r"knows: the newest version it supports is 3\.%d \(" % (
+                        p.pid, SUPPORTED[-1][1] + 1, SUPPORTED[-1][1]))
+            check(p.poll() is None and "covinject-payload" not in open("/proc/%d/maps" % p.pid).read(),
+                  "the target was touched")
+        finally:
+            p.kill()
+            p.wait()
+
+    @add("free-threaded build")
+    def _():
+        # a real one if discover() found any (COVINJECT_PYTHONS, pyenv 3.13t)
+        if FREE_THREADED:
+            minor = py_version(FREE_THREADED[0])[1]
+            p = subprocess.Popen([FREE_THREADED[0], "-c", "import time; time.sleep(60)"])
+        else:
+            minor = SUPPORTED[-1][1]
+            p = renamed_python("python3.%dt" % minor)
+        try:
+            refusal(["start", "-o", tmp, p.pid], 1,
+                    r"^covinject: start %d: Python 3\.%dt \(.*\) is a free-threaded build "
+                    r"\(Py_GIL_DISABLED\): covinject supports only the default builds" % (
+                        p.pid, minor))
+            check(p.poll() is None and "covinject-payload" not in open("/proc/%d/maps" % p.pid).read(),
+                  "the target was touched")
         finally:
             p.kill()
             p.wait()

@@ -10,6 +10,7 @@ import time
 import urllib.request
 
 import procs
+from pythons import SUPPORTED, sid_pythons
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COVINJECT = os.path.join(ROOT, "covinject")
@@ -18,7 +19,6 @@ TARGETS = os.path.join(ROOT, "test", "targets")
 DOCKER_CAPS = ("-all,+chown,+dac_override,+fowner,+fsetid,+kill,+setgid,+setuid,"
                "+setpcap,+net_bind_service,+net_raw,+sys_chroot,+mknod,+audit_write,"
                "+setfcap")
-SUPPORTED = [(3, 9), (3, 10), (3, 11), (3, 12), (3, 13)]
 
 try:
     import coverage  # noqa: F401
@@ -60,8 +60,22 @@ def py_version(exe):
         return None
 
 
+FREE_THREADED = []     # free-threaded interpreters found: not run, refused
+
+
+def free_threaded(exe):
+    try:
+        r = subprocess.run([exe, "-c", "import sysconfig; "
+                            "print(sysconfig.get_config_var('Py_GIL_DISABLED'))"],
+                           capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.stdout.strip() == "1"
+
+
 def discover():
-    """[(label, exe, (major, minor))], and names of versions not found."""
+    """[(label, exe, (major, minor))], and names of versions not found.
+    The sid root's interpreters are reported by name when it is missing."""
     candidates = [("system", "/usr/bin/python3")]
     pyenv_root = None
     if shutil.which("pyenv"):
@@ -70,10 +84,12 @@ def discover():
     pyenv_root = pyenv_root or os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
     for exe in sorted(glob.glob(os.path.join(pyenv_root, "versions", "*", "bin", "python3"))):
         candidates.append(("pyenv-" + exe.split(os.sep)[-3], exe))
+    sid, skipped = sid_pythons()
+    candidates += sid
     for exe in re.split(r"[:\s]+", os.environ.get("COVINJECT_PYTHONS", "")):
         if exe:
             candidates.append(("env-" + os.path.basename(exe), exe))
-    found, seen, skipped = [], set(), []
+    found, seen = [], set()
     for label, exe in candidates:
         if not os.path.exists(exe):
             if label.startswith("env-"):
@@ -88,11 +104,15 @@ def discover():
             skipped.append("%s (%s): does not run" % (label, exe))
         elif ver not in SUPPORTED:
             skipped.append("%s: Python %d.%d is not supported" % ((label,) + ver))
+        elif free_threaded(exe):
+            FREE_THREADED.append(exe)
+            skipped.append("%s: Python %d.%dt is a free-threaded build, which covinject "
+                           "refuses (the refusal test uses it)" % ((label,) + ver))
         else:
             found.append((label, exe, ver))
     have = {v for _, _, v in found}
     for v in SUPPORTED:
-        if v not in have:
+        if v not in have and not any(s.startswith("sid-%d.%d:" % v) for s in skipped):
             skipped.append("python%d.%d: not found on this machine" % v)
     return found, skipped
 

@@ -38,6 +38,12 @@ class Results:
     def __init__(self, pattern):
         self.passed = self.failed = self.skipped = 0
         self.pattern = pattern
+        self.by_label = {}      # "[label]" of a test's name -> [passed, failed]
+
+    def count(self, name, failed):
+        m = re.search(r"\[([^\]]+)\]$", name)
+        if m:
+            self.by_label.setdefault(m.group(1), [0, 0])[failed] += 1
 
     def run(self, name, fn, exe=None):
         if self.pattern and self.pattern not in name:
@@ -51,11 +57,13 @@ class Results:
                 left = end_processes()
             check(not left, "left running: %s" % "; ".join(left))
             self.passed += 1
+            self.count(name, 0)
             print("PASS %s (%.1f s)" % (name, time.monotonic() - t0), flush=True)
         except Skip as e:
             self.skip(name, str(e))
         except Exception as e:
             self.failed += 1
+            self.count(name, 1)
             where = ""
             if not isinstance(e, Failure):
                 tb = traceback.extract_tb(e.__traceback__)[-1]
@@ -109,16 +117,21 @@ def main():
         res.skip("interpreter " + why.split(":")[0], why.split(": ", 1)[1])
     print("interpreters: %s" % ", ".join("%s (%d.%d)" % (l, v[0], v[1]) for l, _, v in found),
           flush=True)
-    for label, exe, _ in found:
+    for label, exe, ver in found:
         for fn in core.E2E + servers.E2E + safety.E2E + parity.E2E + containers.E2E:
-            res.run("%s [%s]" % (fn.__name__[2:], label), fn, exe)
+            if ver >= getattr(fn, "since", ver):    # a feature of newer versions
+                res.run("%s [%s]" % (fn.__name__[2:], label), fn, exe)
     res.run("install", core.t_install)
     res.run("help and version", core.t_help)
+    for label, exe, _ in [f for f in found if f[0] == "system" or f[0].startswith("sid-")]:
+        res.run("gunicorn and flask [%s]" % label, servers.GUNICORN, exe)
     for name, fn in servers.SYSTEM + parity.SYSTEM:
         res.run(name, fn)
     system = [f for f in found if f[0] == "system"] or found[:1]
-    # the long kill test runs on every interpreter only in make test-long
-    every = os.environ.get("COVINJECT_KILL_TRIALS") and found or system
+    # the kill and fault tests: on the system python3 and the sid root's
+    # (3.14+); on every interpreter only in make test-long
+    every = os.environ.get("COVINJECT_KILL_TRIALS") and found or system + [
+        f for f in found if f[0].startswith("sid-")]
     for label, exe, _ in every:
         for fn in safety.SYSTEM_EXE:
             res.run("%s [%s]" % (fn.__name__[2:], label), fn, exe)
@@ -136,6 +149,8 @@ def main():
                 res.run("refusal: %s [%s]" % (name, label), fn)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    print("by interpreter: " + ", ".join("%s (%d.%d) %d passed, %d failed" % (
+        (label,) + ver + tuple(res.by_label.get(label, (0, 0)))) for label, _, ver in found))
     for left in procs.sweep():
         res.failed += 1
         print("FAIL left running at the end of the run: %s" % left, flush=True)

@@ -27,11 +27,15 @@ with warnings.catch_warnings():     # its import warns on 3.12+
     import corpus_nopyc  # noqa: E402
     sys.dont_write_bytecode = write_bytecode
 
-corpus_310 = corpus_311 = None
+corpus_310 = corpus_311 = corpus_314 = None
 if sys.version_info >= (3, 10):
     import corpus_310
 if sys.version_info >= (3, 11):
     import corpus_311
+if sys.version_info >= (3, 14):
+    with warnings.catch_warnings():     # PEP 765's SyntaxWarnings, when compiled
+        warnings.simplefilter("ignore")
+        import corpus_314
 
 EXEC_SRC = __file__.replace("corpus.py", "corpus_exec_src.py")
 
@@ -324,6 +328,13 @@ def case_version_specific(state):
         out.append(corpus_311.groups([]))
         out.append(corpus_nopyc.Holder().method())
         out.append(lib.asyncio.run(corpus_311.tasks([])))
+    if corpus_314:
+        out.append(corpus_314.finally_flow([]))
+        out.append(corpus_314.finally_return(1))
+        out.append(corpus_314.bare_excepts([0, 1, 2]))
+        out.append(corpus_314.bare_star_excepts([]))
+        out.append(corpus_314.templates("x", ["a", "b"]))
+        out.append(corpus_314.lazy_annotations())
     return out
 
 

@@ -61,7 +61,7 @@ def make_counter(start):
 
 COUNTER = make_counter(10)
 
-HANDLERS = {
+HANDLERS = {                                # @diff-exit-arc
     "double": lambda x: x * 2,
     "clip": lambda x: (x
                        if x < 100
@@ -456,7 +456,7 @@ def define_classes():
 
     @dataclasses.dataclass
     class Item:
-        name: str
+        name: str                           # @diff-annotate
         qty: int = 1
 
         def total(self, price):

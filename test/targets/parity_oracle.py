@@ -8,15 +8,17 @@ covinject would attach) and end():
 
   coverage   coverage.py itself (Debian's python3-coverage, imported from
              /usr/lib/python3/dist-packages when the interpreter does not
-             have it: its C tracer on 3.11, its pure-Python tracer on
-             3.9/3.10/3.12/3.13).  It is started here, before the corpus is
-             set up, and begin() switches to the dynamic context "live": only
-             that context is compared.  coverage.py started later could not
-             see frames already running in other threads (sys.settrace and
-             threading.settrace only reach new frames and new threads), so
-             this is the fair way to ask "which lines that ran after the
-             point would coverage.py report".  KIND coverage-branch measures
-             arcs too.
+             have it: 6.5 on the host, its C tracer on 3.11, its pure-Python
+             tracer on 3.9/3.10/3.12/3.13; 7.16 in the sid root, its
+             sys.monitoring core on 3.14/3.15).  It is started here, before
+             the corpus is set up, and begin() switches to the dynamic
+             context "live": only that context is compared.  coverage.py
+             started later could not see frames already running in other
+             threads (sys.settrace and threading.settrace only reach new
+             frames and new threads; the sysmon core decides per code
+             object at its PY_START), so this is the fair way to ask
+             "which lines that ran after the point would coverage.py
+             report".  KIND coverage-branch measures arcs too.
   monitoring sys.monitoring LINE events (3.12+), set globally at begin():
              every thread, frames already running included, like covinject;
              with PY_START as coverage.py's sysmon core has it (on 3.13 a
@@ -28,6 +30,9 @@ Run as a program, it serves test/parity.py with the target's interpreter:
       its class bodies, recursively (payload/modules.c), as JSON
   parity_oracle.py imports DATA MODULE...   coverage.py measuring nothing but
       the import of each MODULE, into the data file DATA
+  parity_oracle.py analysis DATA CONTEXT FILE...   the missing lines and
+      branches this interpreter's coverage.py reports of each FILE from the
+      context CONTEXT of DATA, as JSON
 
 Nothing here prints to stdout except through the corpus protocol.
 """
@@ -47,20 +52,42 @@ class NoOracle:
         pass
 
 
+def import_coverage():
+    try:
+        import coverage
+    except ImportError:
+        sys.path.append(DEBIAN_COVERAGE)
+        import coverage
+        sys.path.remove(DEBIAN_COVERAGE)
+    return coverage
+
+
 class CoverageOracle:
+    """Started now, before the corpus is set up; begin() switches to the
+    dynamic context "live".  coverage.py's sysmon core (7.9 and later on
+    3.14+) returns DISABLE after a line's first event, so a line that ran
+    before begin() would never reach "live": begin() re-arms every event
+    with sys.monitoring.restart_events() (the collector clears its sets in
+    place at the switch, so its per-code references stay valid), and
+    coverage.py's warning that dynamic contexts may be incomplete with that
+    core is turned off."""
+
     def __init__(self, path, branch):
-        try:
-            import coverage
-        except ImportError:
-            sys.path.append(DEBIAN_COVERAGE)
-            import coverage
-            sys.path.remove(DEBIAN_COVERAGE)
-        self.cov = coverage.Coverage(data_file=path, branch=branch,
-                                     config_file=False)
+        coverage = import_coverage()
+        self.cov = coverage.Coverage(data_file=path, branch=branch, config_file=False)
+        self.cov.set_option("run:disable_warnings", ["no-sysmon-context"])
         self.cov.start()
+        self.sysmon = self.cov._collector.tracer_name() == "SysMonitor"
+        if sys.version_info >= (3, 14) and not self.sysmon:
+            raise SystemExit("coverage.py %s measures with %s on %s, not with "
+                             "sys.monitoring" % (coverage.__version__,
+                                                 self.cov._collector.tracer_name(),
+                                                 sys.version.split()[0]))
 
     def begin(self):
         self.cov.switch_context("live")
+        if self.sysmon:
+            sys.monitoring.restart_events()
 
     def end(self):
         self.cov.stop()
@@ -107,13 +134,15 @@ class MonitoringBranchOracle(MonitoringOracle):
                          for each unconditional jump that ran;
       (line, next)       for each fall-through (and return: next = exit,
                          -co_firstlineno) between lines in the bytecode,
-                         when its line ran;
+                         when its line ran, but from a loop's END_FOR or
+                         POP_ITER, which only its FOR_ITER's exit reaches;
     where dest/next is the first line the bytecode reaches that is not the
     source's own line, following unconditional jumps."""
 
     STOP = ("FOR_ITER", "SEND", "RAISE_VARARGS", "RERAISE")
     JUMPS = ("JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT")
     RETURNS = ("RETURN_VALUE", "RETURN_CONST")
+    LOOP_END = ("END_FOR", "POP_ITER")      # only a loop's end reaches them
 
     def __init__(self, path):
         super().__init__(path)
@@ -179,17 +208,26 @@ class MonitoringBranchOracle(MonitoringOracle):
                     if to is not None:
                         arcs.add((line, to))
             elif (nxt is not None and line in ran and ins.opname not in self.STOP
-                  and line_of(nxt) != line):
+                  and ins.opname not in self.LOOP_END and line_of(nxt) != line):
                 to = self._dest(code, instrs, index, line, i + 1)
                 if to is not None and (to < 0 or to in ran):
                     arcs.add((line, to))
         return arcs
 
+    def _events(self):
+        """BRANCH (3.12, 3.13), or BRANCH_LEFT and BRANCH_RIGHT (3.14+),
+        all recorded by their destination: which is which is not used."""
+        ev = sys.monitoring.events
+        branch = ([ev.BRANCH_LEFT, ev.BRANCH_RIGHT] if hasattr(ev, "BRANCH_LEFT")
+                  else [ev.BRANCH])
+        out = {ev.LINE: self._line, ev.PY_START: self._start, ev.JUMP: self._jump}
+        out.update((b, self._branch) for b in branch)
+        return out
+
     def begin(self):
         mon = sys.monitoring
         mon.use_tool_id(self.TOOL, "parity")
-        events = {mon.events.LINE: self._line, mon.events.PY_START: self._start,
-                  mon.events.BRANCH: self._branch, mon.events.JUMP: self._jump}
+        events = self._events()
         for ev, fn in events.items():
             mon.register_callback(self.TOOL, ev, fn)
         mon.set_events(self.TOOL, sum(events))
@@ -197,8 +235,7 @@ class MonitoringBranchOracle(MonitoringOracle):
     def end(self):
         mon = sys.monitoring
         mon.set_events(self.TOOL, 0)
-        for ev in (mon.events.LINE, mon.events.PY_START, mon.events.BRANCH,
-                   mon.events.JUMP):
+        for ev in self._events():
             mon.register_callback(self.TOOL, ev, None)
         mon.free_tool_id(self.TOOL)
         ran_by_file = {}
@@ -275,6 +312,18 @@ def main(argv):
         for path in argv[2:]:
             with open(path, "rb") as f:
                 out[path] = sorted(derived_lines(compile(f.read(), path, "exec")))
+        print(json.dumps(out))
+    elif argv[1] == "analysis":
+        # analysis DATA CONTEXT FILE...: the missing lines and branches this
+        # interpreter's coverage.py reports from one context of DATA
+        cov = import_coverage().Coverage(data_file=argv[2], config_file=False)
+        cov.load()
+        cov.get_data().set_query_contexts(["^%s$" % argv[3]])
+        out = {}
+        for path in argv[4:]:
+            an = cov._analyze(path)
+            out[path] = [sorted(an.missing), {str(k): sorted(v) for k, v in
+                                              an.missing_branch_arcs().items()}]
         print(json.dumps(out))
     elif argv[1] == "imports":
         import warnings
