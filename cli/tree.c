@@ -108,6 +108,15 @@ static int skip_descendant(const struct cli_command *c, pid_t pid)
 	return 0;
 }
 
+/* The root too is skipped when its start found no interpreter (Apache's
+ * parent): a tree's dump and stop then act on its children alone. */
+static int no_interpreter(const struct cli_command *c, pid_t pid)
+{
+	struct cov_state s;
+
+	return c->needs_collecting && cli_read_state(pid, &s) == 0 && s.no_interpreter;
+}
+
 int cli_run(struct cli_opts *o, const struct cli_command *c)
 {
 	static pid_t pids[MAX_TREE];
@@ -117,7 +126,7 @@ int cli_run(struct cli_opts *o, const struct cli_command *c)
 		return run_one(o, c, o->pid);
 	n = tree(o->pid, pids, MAX_TREE);
 	for (int i = 0; i < n; i++) {
-		if (i > 0 && skip_descendant(c, pids[i]))
+		if ((i > 0 || no_interpreter(c, pids[i])) && skip_descendant(c, pids[i]))
 			continue;
 		failed |= run_one(o, c, pids[i]) != EXIT_OK;
 	}

@@ -47,6 +47,7 @@ static long ev_branch, ev_left, ev_right, ev_jump;
 static int branch_mode;
 static PyObject *branch_cb, *left_cb, *right_cb, *jump_cb;
 static Py_ssize_t off_c_tracefunc = -1;	/* in PyThreadState, found at run time */
+static int tracing;	/* the trace collector is on: GIL held to read or write */
 
 
 /* ---- the hot path ------------------------------------------------------ */
@@ -475,6 +476,7 @@ static int trace_start(char *err, size_t len, uint32_t *threads, uint32_t *skipp
 		return -1;
 	}
 	trace_sweep(threads, skipped);
+	tracing = 1;
 	/* Only if the program imported threading itself: importing it from a
 	 * foreign thread first confuses its bookkeeping of the main thread. */
 	name = py->Unicode_FromString("threading");
@@ -500,6 +502,7 @@ static void trace_stop(void)
 	PyThreadState *ts;
 	PyObject *name = py->Unicode_FromString("threading"), *threading, *cur;
 
+	tracing = 0;
 	for (ts = py->InterpreterState_ThreadHead(py->InterpreterState_Main());
 	     ts; ts = py->ThreadState_Next(ts))
 		if (tracefunc_of(ts) == on_trace && py->Eval_SetTraceTs(ts, NULL, NULL))
@@ -561,6 +564,17 @@ int cov_collect_snapshot(struct cov_snap *s)
 		return -1;
 	}
 	return 0;
+}
+
+void cov_collect_new_thread(void)
+{
+	PyThreadState *ts;
+
+	if (use_monitoring() || !tracing || !(ts = py->ThreadState_Get()) ||
+	    tracefunc_of(ts))
+		return;
+	if (py->Eval_SetTraceTs(ts, on_trace, NULL))
+		py->Err_Clear();
 }
 
 void cov_collect_sweep(void)

@@ -20,6 +20,9 @@ int cov_collect_start(struct pyapi *py, int branch, struct cov_collect_info *inf
 int cov_collect_snapshot(struct cov_snap *s);
 /* <= 3.11: give the tracer to threads started since (from C, say). */
 void cov_collect_sweep(void);
+/* The current thread's state was just made by PyGILState_Ensure (got.c):
+ * give it the tracer (3.9-3.11) unless it has one.  GIL held. */
+void cov_collect_new_thread(void);
 void cov_collect_stop(void);
 /* Zero the data and re-arm disabled events (reset, forked child). */
 void cov_collect_rearm(void);

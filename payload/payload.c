@@ -609,7 +609,7 @@ static int setup(void)
 	if (!rc && (rc = cov_hooks_install(err, sizeof(err))))
 		cov_collect_stop();
 	if (!rc)
-		cov_exithook_install();
+		cov_got_install(info.tool_id < 0);
 	if (rc)
 		cov_collect_release();
 	interps = count_interpreters();
@@ -632,7 +632,7 @@ static void teardown(void)
 {
 	int gil = cov_py.GILState_Ensure();
 
-	cov_exithook_remove();
+	cov_got_remove();
 	cov_hooks_remove();
 	cov_collect_stop();
 	cov_collect_release();

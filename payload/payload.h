@@ -27,9 +27,10 @@ int cov_signals_lost(void);
 int cov_hooks_install(char *err, size_t len);
 void cov_hooks_remove(void);
 
-/* exithook.c: os._exit writes the final snapshot too; GIL held. */
-void cov_exithook_install(void);
-void cov_exithook_remove(void);
+/* got.c: os._exit writes the final snapshot too; threads C code brings
+ * into Python get the tracer at once (trace: 3.9-3.11).  GIL held. */
+void cov_got_install(int trace);
+void cov_got_remove(void);
 
 /* payload.c: called by hooks.c with the GIL held. */
 void cov_on_exit(void);

@@ -47,6 +47,7 @@ static const struct sym py_syms[] = {
 	F(InterpreterState_Main, "PyInterpreterState_Main"),
 	F(InterpreterState_ThreadHead, "PyInterpreterState_ThreadHead"),
 	F(GILState_Check, "PyGILState_Check"),
+	F(GILState_GetThisThreadState, "PyGILState_GetThisThreadState"),
 	F(InterpreterState_Head, "PyInterpreterState_Head"),
 	F(InterpreterState_Next, "PyInterpreterState_Next"),
 	F(ThreadState_Next, "PyThreadState_Next"),

@@ -50,6 +50,7 @@ struct pyapi {
 	PyInterpreterState *(*InterpreterState_Main)(void);
 	PyThreadState *(*InterpreterState_ThreadHead)(PyInterpreterState *);
 	int (*GILState_Check)(void);
+	PyThreadState *(*GILState_GetThisThreadState)(void);
 	PyInterpreterState *(*InterpreterState_Head)(void);
 	PyInterpreterState *(*InterpreterState_Next)(PyInterpreterState *);
 	PyThreadState *(*ThreadState_Next)(PyThreadState *);

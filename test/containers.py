@@ -21,22 +21,25 @@ def files(d):
     return glob.glob(os.path.join(d, ".coverage.*"))
 
 
-def private_tmp(tmp):
-    """What the target's own tmpfs hides: /tmp, unless this checkout is in
-    it (the target must still see its script), then the test's directory."""
-    return tmp if ROOT.startswith("/tmp/") else "/tmp"
+def private_tmp(exe, tmp):
+    """What the target's own tmpfs hides: /tmp, unless this checkout or the
+    interpreter (sid's wrapper) is in it, then the test's directory only."""
+    inside = ROOT.startswith("/tmp/") or os.path.realpath(exe).startswith("/tmp/")
+    return tmp if inside else "/tmp"
 
 
 def container(exe, script, tmp, *args, extra=""):
     """script as pid 1 of new pid, mount and uts namespaces whose /tmp is
     its own tmpfs: the test's directories do not exist for it."""
-    hide = private_tmp(tmp)
+    hide = private_tmp(exe, tmp)
     setup = ("mount --make-rprivate / && mount -t tmpfs covinject-test %s && "
              "hostname covinject-ns && %s" % (hide, extra))
     t = Target(exe, script, *args, wrap=[
         "unshare", "--pid", "--mount", "--uts", "--fork", "--mount-proc",
         "sh", "-c", setup + 'exec "$0" "$@"'])
-    check(not os.path.exists("/proc/%d/root%s" % (t.pid, tmp)), "the target sees %s" % tmp)
+    theirs = "/proc/%d/root%s" % (t.pid, tmp)
+    check(not os.path.exists(theirs) or os.stat(theirs).st_ino != os.stat(tmp).st_ino,
+          "the target sees %s" % tmp)
     with open("/proc/%d/status" % t.pid) as f:
         check(re.search(r"^NSpid:\s+%d\s+1$" % t.pid, f.read(), re.M), "not pid 1 inside")
     return t

@@ -347,6 +347,89 @@ def t_uwsgi(tmp):
                 os.unlink(p)
 
 
+APACHE_CONF = """ServerName localhost
+ServerRoot {tmp}
+Listen 127.0.0.1:{port}
+PidFile {tmp}/httpd.pid
+ErrorLog {tmp}/error.log
+DefaultRuntimeDir {tmp}
+LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+LoadModule wsgi_module /usr/lib/apache2/modules/mod_wsgi.so
+User www-data
+Group www-data
+StartServers 1
+ServerLimit 1
+ThreadsPerChild 4
+MaxRequestWorkers 4
+WSGIScriptAlias /app {targets}/app.wsgi
+<Directory {targets}>
+Require all granted
+</Directory>
+"""
+
+
+def t_apache(tmp):
+    """Apache + mod_wsgi (Debian's apache2, libapache2-mod-wsgi-py3) on a
+    loopback port: --tree on the parent (libpython loaded, no interpreter
+    in it) skips it at once and attaches its children; the application's
+    lines are measured in the main interpreter (WSGIApplicationGroup
+    %{GLOBAL}), embedded and in a daemon process, from the first request
+    after start (each request thread's state is made anew by
+    PyGILState_Ensure); the default group's sub-interpreter is reported as
+    not measured."""
+    apache = shutil.which("apache2") or "/usr/sbin/apache2"
+    if not os.path.exists(apache) or not os.path.exists(
+            "/usr/lib/apache2/modules/mod_wsgi.so"):
+        raise Skip("apache2 and mod_wsgi not installed (apt-get install apache2 "
+                   "libapache2-mod-wsgi-py3)")
+    os.chmod(tmp, 0o777)
+    v = tagged("app.wsgi", "v")
+    signals = ["--dump-signal", "RTMIN+3", "--stop-signal", "RTMIN+4"]
+    modes = {"embedded": "WSGIApplicationGroup %{GLOBAL}\n",
+             "daemon": "WSGIDaemonProcess covd processes=1 threads=2\n"
+                       "WSGIProcessGroup covd\nWSGIApplicationGroup %{GLOBAL}\n",
+             "sub-interpreter": ""}
+    for mode, extra in modes.items():
+        out = os.path.join(tmp, mode)
+        os.mkdir(out)
+        os.chmod(out, 0o777)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        conf = os.path.join(tmp, "httpd.conf")
+        with open(conf, "w") as f:
+            f.write(APACHE_CONF.format(tmp=tmp, port=port, targets=TARGETS) + extra)
+        a = Target.adopt(subprocess.Popen(
+            [apache, "-f", conf, "-DFOREGROUND"], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True))
+        url = "http://127.0.0.1:%d/app/x" % port
+        try:
+            wait_for(lambda: _try(lambda: urllib.request.urlopen(url, timeout=5).read()),
+                     "Apache to serve", timeout=30, interval=0.2)
+            t0 = time.monotonic()
+            started = cli_ok("start", "--tree", *signals, "-o", out, a.pid)
+            check("%d: skipped: libpython is loaded but no interpreter runs in it" % a.pid
+                  in started and "collecting in " in started and time.monotonic() - t0 < 5,
+                  "%s: start --tree: %r" % (mode, started))
+            check(urllib.request.urlopen(url, timeout=5).read() == b"hello /x", "answer")
+            if mode == "sub-interpreter":
+                wait_for(lambda: "sub-interpreters" in cli_ok("status", "--tree", a.pid),
+                         "status to count the sub-interpreter")
+            dumped = cli_ok("dump", "--tree", a.pid)
+            lines = set()
+            for p in re.findall(r"^\d+: (/\S+)", dumped, re.M):
+                lines |= measured(p, "app.wsgi")
+            if mode == "sub-interpreter":
+                check(not v & lines, "measured in a sub-interpreter?")
+            else:
+                check(v <= lines, "%s: the view after start: %s" % (mode, sorted(lines)))
+            cli_ok("stop", "--tree", a.pid)
+            check(urllib.request.urlopen(url, timeout=5).read() == b"hello /x", "after stop")
+        finally:
+            a.kill()
+
+
 def _try(fn):
     try:
         return fn()
@@ -493,6 +576,8 @@ def t_libpython_without_interpreter(exe, tmp):
                          capture_output=True, text=True).stdout.split()
     if len(lib) != 3 or lib[2] != "1":
         raise Skip("this Python links libpython into its executable: no libpython to load")
+    if not os.path.exists(os.path.join(lib[0], lib[1])):
+        raise Skip("its libpython is not in this machine's root (it runs in a chroot)")
     embed = os.path.join(tmp, "embed")
     subprocess.run(["cc", "-o", embed, os.path.join(TARGETS, "embed.c"), "-ldl"], check=True)
     t = Target(exe, "idle.py", wrap=[embed, os.path.join(lib[0], lib[1])])
@@ -511,6 +596,6 @@ def t_libpython_without_interpreter(exe, tmp):
 E2E = [t_prefork, t_mp_pool, t_pool_exit, t_exit_snapshot, t_reset_and_interval, t_chain, t_concurrent,
        t_fork_without_hooks, t_fork_between_stop_and_start, t_wsgi_script_import_lines,
        t_subinterpreters, t_libpython_without_interpreter]
-SYSTEM = [("uwsgi [system]", t_uwsgi)]
+SYSTEM = [("uwsgi [system]", t_uwsgi), ("apache and mod_wsgi [system]", t_apache)]
 # gunicorn on the system python3 and on every sid interpreter (test/run.py)
 GUNICORN = t_gunicorn
