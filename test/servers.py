@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -430,6 +431,108 @@ def t_apache(tmp):
             a.kill()
 
 
+def t_django(tmp):
+    """Django under gunicorn (2 sync workers): a view that uses the ORM and
+    a middleware, measured in every worker attached with --tree."""
+    exe = "/usr/bin/python3"
+    if subprocess.run([exe, "-c", "import gunicorn, django"], capture_output=True).returncode:
+        raise Skip("gunicorn and django are not importable by %s (apt-get install "
+                   "gunicorn python3-django)" % exe)
+    port = free_port()
+    env = dict(os.environ, COVINJECT_DJANGO_DB=os.path.join(tmp, "db.sqlite3"))
+    g = Target.adopt(subprocess.Popen(
+        [exe, "-m", "gunicorn", "-w", "2", "-b", "127.0.0.1:%d" % port, "--chdir", TARGETS,
+         "--error-logfile", os.path.join(tmp, "error.log"), "djangoapp.wsgi:application"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True))
+    url = "http://127.0.0.1:%d/visits" % port
+
+    def get_visits():
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.headers["X-Covinject"] == "seen" and r.read().decode()
+    wait_for(lambda: _try(get_visits), "gunicorn + Django to serve", timeout=30, interval=0.2)
+    wait_for(lambda: len(children(g.pid)) == 2, "2 workers", timeout=30)
+    out = os.path.join(tmp, "out")
+    os.mkdir(out)
+    started = cli_ok("start", "--tree", "--dump-signal", "RTMIN+3", "--stop-signal",
+                     "RTMIN+4", "-o", out, g.pid)
+    check(started.count("collecting in") == 3, "start --tree: %r" % started)
+    for _ in range(8):
+        check(get_visits().startswith("visits "), "bad answer")
+    dumped = cli_ok("dump", "--tree", g.pid)
+    lines = {}
+    for p in re.findall(r"^\d+: (/\S+)", dumped, re.M):
+        for name in ("views.py", "middleware.py"):
+            lines.setdefault(name, set()).update(measured(p, "djangoapp/" + name))
+    check(tagged("djangoapp/views.py", "v") <= lines["views.py"] and
+          not tagged("djangoapp/views.py", "n") & lines["views.py"], "views: %s" % lines)
+    check(tagged("djangoapp/middleware.py", "m") <= lines["middleware.py"], "middleware")
+    cli_ok("stop", "--tree", g.pid)
+    check(get_visits().startswith("visits "), "not serving after stop")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def t_celery(tmp):
+    """Celery's prefork pool (billiard) with --max-tasks-per-child 3, on a
+    redis-server started on loopback: every child, the recycled ones that
+    end with os._exit included, keeps its tasks' lines in its own file,
+    with no periodic snapshot to rely on."""
+    redis_server = shutil.which("redis-server")
+    try:
+        import celery  # noqa: F401
+        import redis  # noqa: F401
+    except ImportError:
+        redis_server = None
+    if not redis_server:
+        raise Skip("celery and redis not installed (apt-get install python3-celery "
+                   "python3-redis redis-server)")
+    port = free_port()
+    Target.adopt(subprocess.Popen(
+        [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True))
+    env = dict(os.environ, COVINJECT_REDIS_PORT=str(port), PYTHONPATH=TARGETS)
+    worker = Target.adopt(subprocess.Popen(
+        ["/usr/bin/python3", "-m", "celery", "-A", "celeryapp", "worker", "--pool",
+         "prefork", "--concurrency", "2", "--max-tasks-per-child", "3", "-l", "error"],
+        cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True))
+    os.environ["COVINJECT_REDIS_PORT"] = str(port)
+    sys.path.insert(0, TARGETS)
+    try:
+        import celeryapp
+        celeryapp.app.conf.broker_url = "redis://127.0.0.1:%d/0" % port
+        celeryapp.app.conf.result_backend = "redis://127.0.0.1:%d/1" % port
+        def answers():
+            try:
+                return celeryapp.add.delay(1, 1).get(timeout=2) == 2
+            except Exception:       # not connected yet, or no worker yet
+                return False
+        wait_for(answers, "the Celery worker to answer", timeout=60, interval=0.5)
+        wait_for(lambda: len(children(worker.pid)) == 2, "2 pool processes")
+        out = os.path.join(tmp, "out")
+        os.mkdir(out)
+        started = cli_ok("start", "--tree", "--interval", "0", "--dump-signal", "RTMIN+3",
+                         "--stop-signal", "RTMIN+4", "-o", out, worker.pid)
+        check(started.count("collecting in") == 3, "start --tree: %r" % started)
+        for i in range(18):
+            check(celeryapp.add.delay(i, i).get(timeout=10) == 2 * i, "task %d" % i)
+        t = tagged("celeryapp.py", "t")
+        wait_for(lambda: len({pid_of(p) for p in glob.glob(os.path.join(out, ".coverage.*"))
+                              if t <= measured(p, "celeryapp.py")}) >= 5,
+                 "5 recycled children's files with their tasks' lines")
+        cli_ok("stop", "--tree", worker.pid)
+    finally:
+        sys.path.remove(TARGETS)
+        sys.modules.pop("celeryapp", None)
+        os.environ.pop("COVINJECT_REDIS_PORT", None)
+
+
 def _try(fn):
     try:
         return fn()
@@ -596,6 +699,7 @@ def t_libpython_without_interpreter(exe, tmp):
 E2E = [t_prefork, t_mp_pool, t_pool_exit, t_exit_snapshot, t_reset_and_interval, t_chain, t_concurrent,
        t_fork_without_hooks, t_fork_between_stop_and_start, t_wsgi_script_import_lines,
        t_subinterpreters, t_libpython_without_interpreter]
-SYSTEM = [("uwsgi [system]", t_uwsgi), ("apache and mod_wsgi [system]", t_apache)]
+SYSTEM = [("uwsgi [system]", t_uwsgi), ("apache and mod_wsgi [system]", t_apache),
+          ("celery [system]", t_celery), ("django under gunicorn [system]", t_django)]
 # gunicorn on the system python3 and on every sid interpreter (test/run.py)
 GUNICORN = t_gunicorn
