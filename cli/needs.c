@@ -55,28 +55,21 @@ static int in_list(pid_t pid, const char *list, const char *seps)
 	return 0;
 }
 
+static int sqlite_beside(const struct map_entry *e, void *arg)
+{
+	pid_t pid = *(pid_t *)arg;
+	const char *slash = strrchr(e->path, '/');
+
+	if (e->path[0] != '/' || !slash)
+		return 0;
+	return strstr(e->path, "/libsqlite3.so") != NULL ||
+	       has_lib(pid, e->path, (size_t)(slash - e->path));
+}
+
 /* The directories of the libraries it has mapped, or the library itself. */
 static int in_mapped_dirs(pid_t pid)
 {
-	char fn[64], line[MAPS_PATH_MAX + 128];
-	struct map_entry e;
-	FILE *f;
-	int yes = 0;
-
-	snprintf(fn, sizeof(fn), "/proc/%d/maps", (int)pid);
-	if (!(f = fopen(fn, "re")))
-		return 0;
-	while (!yes && maps_next_line(f, line, sizeof(line))) {
-		const char *slash;
-
-		if (maps_parse_line(line, &e) || e.path[0] != '/')
-			continue;
-		slash = strrchr(e.path, '/');
-		yes = strstr(e.path, "/libsqlite3.so") != NULL ||
-		      has_lib(pid, e.path, (size_t)(slash - e.path));
-	}
-	fclose(f);
-	return yes;
+	return maps_each(pid, sqlite_beside, &pid) > 0;
 }
 
 /* LD_LIBRARY_PATH in its environment (readable with ptrace's permission). */

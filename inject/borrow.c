@@ -131,22 +131,17 @@ void inject_release(struct borrowed *b)
 	b->seized = 0;
 }
 
+static int interpreter_code_at(const struct map_entry *e, void *arg)
+{
+	raddr_t ip = *(raddr_t *)arg;
+
+	return e->perms[2] == 'x' && ip >= e->start && ip < e->end && maps_is_python(e->path);
+}
+
 /* Is ip inside an executable mapping of the interpreter itself? */
 static int in_interpreter(pid_t pid, raddr_t ip)
 {
-	char fn[64], line[MAPS_PATH_MAX + 128];
-	struct map_entry e;
-	FILE *f;
-	int yes = 0;
-
-	snprintf(fn, sizeof(fn), "/proc/%d/maps", (int)pid);
-	if (!(f = fopen(fn, "re")))
-		return 0;
-	while (!yes && maps_next_line(f, line, sizeof(line)))
-		yes = !maps_parse_line(line, &e) && e.perms[2] == 'x' &&
-		      ip >= e.start && ip < e.end && maps_is_python(e.path);
-	fclose(f);
-	return yes;
+	return maps_each(pid, interpreter_code_at, &ip) > 0;
 }
 
 /*

@@ -83,6 +83,23 @@ int maps_next_line(FILE *f, char *line, int len)
 	return 0;
 }
 
+int maps_each(pid_t pid, int (*fn)(const struct map_entry *e, void *arg), void *arg)
+{
+	char fn_[64], line[MAPS_PATH_MAX + 128];
+	struct map_entry e;
+	FILE *f;
+	int r = 0;
+
+	snprintf(fn_, sizeof(fn_), "/proc/%d/maps", (int)pid);
+	if (!(f = fopen(fn_, "re")))
+		return -errno;
+	while (!r && maps_next_line(f, line, sizeof(line)))
+		if (!maps_parse_line(line, &e))
+			r = fn(&e, arg);
+	fclose(f);
+	return r;
+}
+
 int maps_find(pid_t pid, maps_match_fn match, struct lib_map *out)
 {
 	char fn[64], line[MAPS_PATH_MAX + 128];

@@ -35,6 +35,10 @@ int maps_find(pid_t pid, maps_match_fn match, struct lib_map *out)
  * skipped, never split (a path could otherwise pose as a mapping). */
 int maps_next_line(FILE *f, char *line, int len);
 
+/* fn on every mapping of pid until it returns nonzero, which is returned;
+ * 0 at the end, -errno if the maps cannot be read. */
+int maps_each(pid_t pid, int (*fn)(const struct map_entry *e, void *arg), void *arg);
+
 /* Path predicates, on the basename (or the memfd name). */
 int maps_is_libc(const char *path);
 int maps_is_libdl(const char *path);
