@@ -61,7 +61,10 @@ int maps_is_python(const char *path)
 {
 	const char *b = base_name(path);
 
-	return path[0] == '/' && (!strncmp(b, "libpython3", 10) || !strncmp(b, "python3", 7));
+	if (!strncmp(b, "lib", 3))
+		b += 3;
+	/* python2.7 too: it is refused by name, not taken for another program */
+	return path[0] == '/' && !strncmp(b, "python", 6) && (b[6] == '2' || b[6] == '3');
 }
 
 /*

@@ -308,6 +308,21 @@ def refusal_tests(exe, tmp):
             pid += 1
         refusal(["start", "-o", tmp, pid], 1, r"^covinject: start %d: no such process" % pid)
 
+    @add("Python 2 is named, not taken for another program")
+    def _():
+        old = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/2.*/bin/python2")))
+        if not old:
+            raise Skip("no Python 2 under ~/.pyenv/versions")
+        p = subprocess.Popen([old[0], "-c", "import time; time.sleep(60)"],
+                             start_new_session=True)
+        try:
+            wait_for(lambda: "python2" in open("/proc/%d/maps" % p.pid).read(), "python2 up")
+            refusal(["start", "-o", tmp, p.pid], 1, r"^covinject: start %d: Python 2\.7 \(.*\) "
+                    r"is not supported: covinject supports CPython 3\.9-3\.15" % p.pid)
+        finally:
+            p.kill()
+            p.wait()
+
     @add("not a Python process")
     def _():
         p = subprocess.Popen(["sleep", "60"])
