@@ -271,7 +271,8 @@ def t_uwsgi(tmp):
     stop.  Threads are judged from what uWSGI was given, not from words in
     its command line: a path holding "ini" does not pass for a
     configuration, UWSGI_ENABLE_THREADS in the environment and
-    enable-threads in an --ini file count."""
+    enable-threads in an --ini file count.  With --py-call-osafterfork the
+    respawned workers run Python's hooks and collect on their own."""
     exe = shutil.which("uwsgi_python3")
     if not exe:
         raise Skip("uwsgi_python3 not installed (apt-get install uwsgi-core "
@@ -282,7 +283,7 @@ def t_uwsgi(tmp):
     ini = os.path.join(tmp, "threads.ini")
     with open(ini, "w") as f:
         f.write("[uwsgi]\noffload-threads = 2\nenable-threads = true\n")
-    for mode in ("none", "ini", "env"):
+    for mode in ("none", "ini", "env", "osafterfork"):
         threads = mode != "none"
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -294,7 +295,9 @@ def t_uwsgi(tmp):
                 "--disable-logging", "--logto", os.path.join(tmp, "uwsgi.log"),
                 "--max-requests", "3", "--min-worker-lifetime", "1"]
         env = dict(os.environ, UWSGI_ENABLE_THREADS="1") if mode == "env" else None
-        u = subprocess.Popen(args + (["--ini", ini] if mode == "ini" else []), env=env,
+        args += {"ini": ["--ini", ini], "osafterfork": ["--enable-threads",
+                                                     "--py-call-osafterfork"]}.get(mode, [])
+        u = subprocess.Popen(args, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
         uwsgi = Target.adopt(u)
@@ -328,9 +331,11 @@ def t_uwsgi(tmp):
             v = tagged("wsgiapp.py", "v")
             respawned = set(children(master)) - first
             st = cli_ok("status", "--tree", master)
+            # with --py-call-osafterfork Python's hooks run: a collector of its own
+            own = "covinject loaded, collecting" if mode == "osafterfork" else \
+                "covinject inherited from its parent"
             check("pid %d: covinject loaded, collecting" % master in st and all(
-                "pid %d: covinject inherited from its parent" % p in st for p in respawned),
-                "status --tree: %r" % st)
+                "pid %d: %s" % (p, own) in st for p in respawned), "status --tree: %r" % st)
             cli_ok("dump", "--tree", master)
             mine = [p for p in files_of(tmp) if pid_of(p) == master]
             check(len(mine) == 1 and not v & measured(mine[0], "wsgiapp.py"),
