@@ -17,6 +17,7 @@
 struct cli_opts {
 	const char *out_dir;
 	int out_given;		/* -o was given (dump, stop: a new directory) */
+	int gil_at_requests;	/* uWSGI without threads: the GIL only at requests */
 	const char *sources[64];
 	int nsources;
 	const char *includes[64], *omits[64];	/* coverage.py file patterns */

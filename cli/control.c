@@ -109,9 +109,12 @@ static int await(struct cli_opts *o, pid_t pid, const char *cmd, struct cov_stat
 		if (done(s, before))
 			return EXIT_OK;
 		if (cli_now() > deadline) {
-			cli_err(pid, cmd, "no answer from the collector within %.0f s (the "
-				"process may hold the GIL in native code; try again, or "
-				"raise --timeout)", o->timeout);
+			cli_err(pid, cmd, "no answer from the collector within %.0f s (%s; "
+				"try again, or raise --timeout)", o->timeout,
+				cli_uwsgi_without_threads(pid) ? "uWSGI without "
+				"--enable-threads lets it run only while a request runs "
+				"Python: it answers at the next request" : "the process "
+				"may hold the GIL in native code");
 			return EXIT_FAIL;
 		}
 		usleep(2000);

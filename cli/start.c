@@ -248,8 +248,9 @@ static int build_config(struct cli_opts *o, const char *dir, int by_fd, char *bu
 
 	n += snprintf(buf + n, len - n, "out=%s\nout_fd=%d\ndump_signal=%d\n"
 		      "stop_signal=%d\nchain=%d\ninterval=%g\nimport_lines=%d\n"
-		      "branch=%d\n", dir, by_fd, o->dump_sig, o->stop_sig, o->chain,
-		      o->interval, !o->no_import_lines, o->branch);
+		      "branch=%d\ngil_at_requests=%d\n", dir, by_fd, o->dump_sig,
+		      o->stop_sig, o->chain, o->interval, !o->no_import_lines, o->branch,
+		      o->gil_at_requests);
 	for (int i = 0; i < o->nsources && n < len; i++) {
 		if ((r = source_line(o, o->sources[i], buf + n, len - n)) < 0)
 			return -1;
@@ -325,12 +326,9 @@ static int start_checks(struct cli_opts *o, struct proc_status *st, char *dir,
 			"(measure lines only: leave out --branch)", major, minor);
 		return EXIT_FAIL;
 	}
-	if (cli_uwsgi_without_threads(o->pid)) {
-		cli_err(o->pid, "start", "uWSGI runs without --enable-threads: it never "
-			"releases the GIL to other threads, so the collector could never "
-			"start (restart uWSGI with --enable-threads)");
-		return EXIT_FAIL;
-	}
+	/* uWSGI without threads holds the GIL outside Python: the collector's
+	 * thread gets it only while a request runs (README, "uWSGI") */
+	o->gil_at_requests = cli_uwsgi_without_threads(o->pid);
 	if (!cli_target_has_proc(o->pid)) {
 		cli_err(o->pid, "start", "the process has no /proc in its root (a "
 			"container without procfs): covinject loads its collector "
@@ -427,6 +425,13 @@ int cli_start(struct cli_opts *all, pid_t pid)
 	    (r = cli_send_dir(o->pid, "start", s.dir_sock, dir)))
 		return r;
 	r = wait_collecting(o, &s, calls);
+	if (r == -2 && o->gil_at_requests) {
+		printf("covinject: %d: loaded; collection begins at its next request "
+		       "(uWSGI without --enable-threads lets the collector run only "
+		       "while a request runs Python; check with: covinject status %d)\n",
+		       (int)o->pid, (int)o->pid);
+		return EXIT_OK;
+	}
 	if (r == -2) {
 		cli_err(o->pid, "start", "the payload is loaded but did not start "
 			"collecting within %.0f s (the process may hold the GIL in "

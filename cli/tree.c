@@ -109,12 +109,14 @@ static int skip_descendant(const struct cli_command *c, pid_t pid)
 }
 
 /* The root too is skipped when its start found no interpreter (Apache's
- * parent): a tree's dump and stop then act on its children alone. */
-static int no_interpreter(const struct cli_command *c, pid_t pid)
+ * parent) or is still waiting to run (a uWSGI master without threads runs
+ * no Python): a tree's dump and stop then act on its children alone. */
+static int root_idle(const struct cli_command *c, pid_t pid)
 {
 	struct cov_state s;
 
-	return c->needs_collecting && cli_read_state(pid, &s) == 0 && s.no_interpreter;
+	return c->needs_collecting && cli_read_state(pid, &s) == 0 &&
+	       (s.no_interpreter || s.phase == COV_STARTING);
 }
 
 int cli_run(struct cli_opts *o, const struct cli_command *c)
@@ -126,7 +128,7 @@ int cli_run(struct cli_opts *o, const struct cli_command *c)
 		return run_one(o, c, o->pid);
 	n = tree(o->pid, pids, MAX_TREE);
 	for (int i = 0; i < n; i++) {
-		if ((i > 0 || no_interpreter(c, pids[i])) && skip_descendant(c, pids[i]))
+		if ((i > 0 || root_idle(c, pids[i])) && skip_descendant(c, pids[i]))
 			continue;
 		failed |= run_one(o, c, pids[i]) != EXIT_OK;
 	}

@@ -110,6 +110,9 @@ int cov_config_parse(char *text, struct cov_config *cfg)
 		} else if (!strcmp(line, "out_fd")) {
 			if (parse_flag(eq, &cfg->out_fd))
 				return -1;
+		} else if (!strcmp(line, "gil_at_requests")) {
+			if (parse_flag(eq, &cfg->gil_at_requests))
+				return -1;
 		}
 		else
 			return -1;

@@ -5,6 +5,9 @@
  *	out_fd=1		the directory itself arrives as an open fd on the
  *				socket cov_start publishes (cov_state.dir_sock);
  *				out= is then only what status prints
+ *	gil_at_requests=1	the process lets other threads have the GIL only
+ *				while it runs Python (uWSGI without threads): no
+ *				sweep, which would spend that chance
  *	source=/abs/dir		limit measurement to files under it (repeatable)
  *	dump_signal=10		stop_signal=12
  *	chain=1			call the handlers the program had, after ours
@@ -39,6 +42,7 @@ struct cov_config {
 	int import_lines;	/* record the import context (default 1) */
 	int branch;		/* record arcs */
 	int out_fd;		/* out_fd=1: receive the directory as an fd */
+	int gil_at_requests;	/* the GIL is had only while a request runs */
 };
 
 /* Parses text in place (it must outlive cfg): 0, or -1 if invalid. */

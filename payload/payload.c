@@ -645,7 +645,9 @@ static void sweep(void)
 	uint32_t files, lines, interps = 0;
 	int gil;
 
-	if (exiting)
+	/* uWSGI without threads lends the GIL only while a request runs
+	 * Python: a sweep would spend that chance, and there are no threads */
+	if (exiting || cov_cfg.gil_at_requests)
 		return;
 	gil = cov_py.GILState_Ensure();
 	if (!exiting) {
