@@ -199,11 +199,26 @@ void cov_got_install(int trace)
 }
 
 /* At stop: every cell as it was, last changed first. */
+/* The cell's object is loaded still (then with its headers as they are). */
+static int still_loaded(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct cell *c = arg;
+	struct object o = { info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum };
+
+	(void)size;
+	if (o.base != c->o.base || !holds(&o, (uintptr_t)c->at))
+		return 0;
+	c->o = o;
+	return 1;
+}
+
 void cov_got_remove(void)
 {
 	while (ncells > 0) {
 		struct cell *c = &cells[--ncells];
 
-		store(&c->o, c->at, c->was);
+		/* an object dlclose()d since is gone with its cells */
+		if (dl_iterate_phdr(still_loaded, c))
+			store(&c->o, c->at, c->was);
 	}
 }
