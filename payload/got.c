@@ -35,7 +35,7 @@
 #include "collect.h"
 #include "payload.h"
 
-#define MAX_CELLS 64
+#define MAX_CELLS 512	/* objects that call PyGILState_Ensure, and _exit */
 
 /* A loaded object: its load address and program headers. */
 struct object {
