@@ -31,7 +31,7 @@ CLI_OBJ := cli/main.o cli/start.o cli/control.o cli/tree.o cli/util.o \
 	cli/proc.o cli/signames.o cli/paths.o cli/needs.o cli/access.o
 PAYLOAD_OBJ := payload/payload.o payload/pyapi.o payload/collect.o \
 	payload/store.o payload/writer.o payload/config.o payload/signals.o \
-	payload/hooks.o payload/modules.o payload/arcs.o
+	payload/hooks.o payload/modules.o payload/arcs.o payload/trace.o
 PAYLOAD := payload/covinject-payload.so
 UNIT_OBJ := test/unit.o
 
