@@ -29,6 +29,7 @@
 #include "arcs.h"
 #include "collect.h"
 #include "store.h"
+#include "payload.h"
 #include "trace.h"
 
 static struct pyapi *py;
@@ -72,12 +73,19 @@ struct cov_file *cov_collect_file(PyObject *code)
 	return f ? f : first_sight(name);
 }
 
-/* sys.monitoring LINE callback: (code, line_number) -> DISABLE */
+static PyObject *keep(void);
+
+/* sys.monitoring LINE callback: (code, line_number) -> DISABLE.  Events
+ * are global on 3.12+: Python code our own thread runs (an attribute of a
+ * module that is a class, typing.io) is not the program's, and is not
+ * disabled either, so the program's threads still report it. */
 static PyObject *on_line(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
 	struct cov_file *f;
 
 	(void)self;
+	if (cov_collector_thread)
+		return keep();
 	if (n >= 2 && (f = cov_collect_file(args[0])) && f->in_scope) {
 		cov_store_mark(f, (int)py->Long_AsLong(args[1]));
 		if (branch_mode)
@@ -106,9 +114,11 @@ static PyObject *keep(void)
 /* BRANCH (code, offset, destination): on until both directions ran. */
 static PyObject *on_branch(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
-	struct cov_code *c = code_of(args, n);
+	struct cov_code *c = cov_collector_thread ? NULL : code_of(args, n);
 
 	(void)self;
+	if (cov_collector_thread)
+		return keep();
 	if (c && !cov_arcs_branch(c, py->Long_AsLong(args[1]), py->Long_AsLong(args[2])))
 		return keep();
 	py->IncRef(disable);
@@ -118,9 +128,11 @@ static PyObject *on_branch(PyObject *self, PyObject *const *args, Py_ssize_t n)
 /* JUMP (code, offset, destination) -> DISABLE */
 static PyObject *on_jump(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
-	struct cov_code *c = code_of(args, n);
+	struct cov_code *c = cov_collector_thread ? NULL : code_of(args, n);
 
 	(void)self;
+	if (cov_collector_thread)
+		return keep();
 	if (c)
 		cov_arcs_jump(c, py->Long_AsLong(args[1]));
 	py->IncRef(disable);

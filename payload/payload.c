@@ -56,6 +56,7 @@ EXPORT struct cov_state cov_state = {
 
 struct cov_config cov_cfg;
 struct pyapi cov_py;
+__thread int cov_collector_thread;
 
 static char cfg_text[COV_CONFIG_MAX];	/* copied by cov_start */
 static int wake[2] = { -1, -1 };	/* requests -> our thread */
@@ -710,6 +711,7 @@ static void *payload_main(void *forked)
 {
 	sigset_t all;
 
+	cov_collector_thread = 1;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	if (!forked) {
