@@ -60,8 +60,9 @@ deps:
 test: all test/unit deps
 	$(PYTHON) test/run.py
 
-# make test, plus 200 kills of covinject on every interpreter and 1,000
-# start/dump/stop cycles under request load per interpreter (~15 minutes)
+# make test, plus 200 kills of covinject on every interpreter, all seven
+# CPython test suites of the stdlib parity test, and 1,000 start/dump/stop
+# cycles under request load per interpreter (~15 minutes)
 test-long: all test/unit deps
 	COVINJECT_KILL_TRIALS=200 COVINJECT_LONG=1 $(PYTHON) test/run.py
 
