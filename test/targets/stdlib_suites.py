@@ -4,6 +4,7 @@
 # at that point when "oracle" is given), then "DONE tests failures
 # errors skipped"; "quit" ends it.
 import io
+import os
 import sys
 import unittest
 
@@ -23,6 +24,7 @@ cov._init_for_start()
 cov._inited_for_start = True
 print("READY", flush=True)
 sys.stdin.readline()
+commands, sys.stdin = sys.stdin, open(os.devnull)  # a suite reading stdin gets EOF
 if oracle:
     cov.start()
 suite = unittest.defaultTestLoader.loadTestsFromNames(["test." + n for n in names])
@@ -34,4 +36,4 @@ for test, _ in result.failures + result.errors:
     print("FAILED", test.id(), flush=True)
 print("DONE", result.testsRun, len(result.failures), len(result.errors),
       len(result.skipped), flush=True)
-sys.stdin.readline()
+commands.readline()
