@@ -36,7 +36,7 @@ CLI_OBJ := cli/main.o cli/start.o cli/control.o cli/tree.o cli/util.o \
 	cli/proc.o cli/signames.o cli/paths.o cli/needs.o cli/access.o cli/uwsgi.o
 PAYLOAD_OBJ := payload/payload.o payload/pyapi.o payload/collect.o \
 	payload/store.o payload/writer.o payload/config.o payload/signals.o \
-	payload/hooks.o payload/modules.o payload/arcs.o payload/got.o
+	payload/hooks.o payload/modules.o payload/arcs.o payload/got.o payload/trace.o
 PAYLOAD := payload/covinject-payload.so
 UNIT_OBJ := test/unit.o
 
@@ -65,8 +65,9 @@ deps:
 test: all test/unit deps
 	$(PYTHON) test/run.py
 
-# make test, plus 200 kills of covinject on every interpreter and 1,000
-# start/dump/stop cycles under request load per interpreter (~15 minutes)
+# make test, plus 200 kills of covinject on every interpreter, all seven
+# CPython test suites of the stdlib parity test, and 1,000 start/dump/stop
+# cycles under request load per interpreter (~15 minutes)
 test-long: all test/unit deps
 	COVINJECT_KILL_TRIALS=200 COVINJECT_LONG=1 $(PYTHON) test/run.py
 

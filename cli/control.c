@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -121,9 +122,114 @@ static int await(struct cli_opts *o, pid_t pid, const char *cmd, struct cov_stat
 	}
 }
 
-/* The snapshot's path; with --tree, after the pid it belongs to. */
-static int print_file(const struct cli_opts *o, pid_t pid, const struct cov_state *s)
+/* ---- where data is not being collected --------------------------------- */
+
+static void clock_of(int64_t ns, char *out, size_t len)
 {
+	time_t sec = ns / 1000000000;
+	struct tm tm;
+
+	strftime(out, len, "%H:%M:%S", localtime_r(&sec, &tm));
+}
+
+/* " (threads 4242, 4250, ...)", the main thread named as such. */
+static void tids_of(const struct cov_state *s, const struct cov_lost *l, char *out,
+		    size_t len)
+{
+	size_t at = 0;
+
+	out[0] = 0;
+	for (uint32_t i = 0; i < l->ntids && i < COV_LOST_TIDS && at < len; i++) {
+		if (!l->tids[i])
+			return;	/* ids unknown on this interpreter */
+		at += snprintf(out + at, len - at, "%s%d%s", i ? ", " : " (thread ",
+			       (int)l->tids[i], l->tids[i] == s->pid ? " main" : "");
+	}
+	if (at && at < len)
+		snprintf(out + at, len - at, "%s)", l->n > l->ntids ? ", ..." : "");
+}
+
+/*
+ * Each condition under which the collector is not collecting, as one line
+ * without its newline: "removed by the program on 2 of 9 threads since
+ * 12:03:04 (thread 4242, 4250)".  Returns how many were found.
+ */
+static int not_collecting(const struct cov_state *s, void (*emit)(const char *, void *),
+			  void *arg)
+{
+	static const struct {
+		size_t off;
+		const char *what;
+	} kinds[] = {
+		{ offsetof(struct cov_state, removed), "the program removed the trace "
+		  "function (sys.settrace(None); covinject does not put itself back)" },
+		{ offsetof(struct cov_state, replaced), "another trace function (a "
+		  "debugger, another coverage tool) replaced covinject's" },
+		{ offsetof(struct cov_state, foreign), "already traced by another tool "
+		  "when covinject met them" },
+	};
+	char line[512], when[32], tids[160];
+	int n = 0;
+
+	if (!s->sweeps)
+		return 0;
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		const struct cov_lost *l = (const void *)((const char *)s + kinds[i].off);
+
+		if (!l->n)
+			continue;
+		clock_of(l->since_ns, when, sizeof(when));
+		tids_of(s, l, tids, sizeof(tids));
+		snprintf(line, sizeof(line), "%s: on %u of %u threads since %s%s",
+			 kinds[i].what, l->n, s->threads_now, when, tids);
+		emit(line, arg);
+		n++;
+	}
+	if (s->hook_lost_ns) {
+		clock_of(s->hook_lost_ns, when, sizeof(when));
+		snprintf(line, sizeof(line), "the program replaced covinject's "
+			 "threading.settrace hook since %s: threads it starts from then on "
+			 "are not collected", when);
+		emit(line, arg);
+		n++;
+	}
+	if (s->monitoring_lost) {
+		clock_of(s->monitoring_lost_ns, when, sizeof(when));
+		snprintf(line, sizeof(line), "the program %s since %s: nothing new is "
+			 "recorded", s->monitoring_lost & COV_MON_TOOL ? "freed covinject's "
+			 "sys.monitoring tool id" : "changed the events of covinject's "
+			 "sys.monitoring tool id", when);
+		emit(line, arg);
+		n++;
+	}
+	return n;
+}
+
+struct warn_to {
+	pid_t pid;
+	const char *cmd;
+};
+
+static void warn_line(const char *line, void *arg)
+{
+	const struct warn_to *w = arg;
+
+	cli_err(w->pid, w->cmd, "warning: not collecting everywhere: %s", line);
+}
+
+static void status_line(const char *line, void *arg)
+{
+	(void)arg;
+	printf("not collecting: %s\n", line);
+}
+
+/* The snapshot's path; with --tree, after the pid it belongs to. */
+static int print_file(const struct cli_opts *o, pid_t pid, const struct cov_state *s,
+		      const char *cmd)
+{
+	struct warn_to w = { pid, cmd };
+
+	not_collecting(s, warn_line, &w);
 	if (o->tree)
 		printf("%d: %s\n", (int)pid, s->last_file);
 	else
@@ -163,7 +269,7 @@ int cli_dump(struct cli_opts *o, pid_t pid)
 			"fix the cause and dump again)", s.error);
 		return EXIT_FAIL;
 	}
-	return print_file(o, pid, &s);
+	return print_file(o, pid, &s, "dump");
 }
 
 int cli_stop(struct cli_opts *o, pid_t pid)
@@ -184,7 +290,7 @@ int cli_stop(struct cli_opts *o, pid_t pid)
 			"stop -o DIR %d)", s.error, (int)pid, (int)pid);
 		return EXIT_FAIL;
 	}
-	return print_file(o, pid, &s);
+	return print_file(o, pid, &s, "stop");
 }
 
 static void print_status(pid_t pid, const struct cov_state *s)
@@ -218,6 +324,9 @@ static void print_status(pid_t pid, const struct cov_state *s)
 	       s->resets);
 	if (s->tool_id >= 0)
 		printf("collector: sys.monitoring tool id %d\n", s->tool_id);
+	else if (s->sweeps)
+		printf("collector: trace function on %u of %u threads\n",
+		       s->threads_ours, s->threads_now);
 	else
 		printf("collector: trace function on %u threads (%u skipped: traced "
 		       "by another tool)\n", s->threads, s->skipped_threads);
@@ -226,6 +335,8 @@ static void print_status(pid_t pid, const struct cov_state *s)
 		       "sub-interpreters (mod_wsgi's application groups, "
 		       "interpreters.create()) are not\n", s->interpreters,
 		       s->interpreters - 1);
+	if (s->phase == COV_COLLECTING)
+		not_collecting(s, status_line, NULL);
 	printf("last error: %s\n", s->error[0] ? s->error : "none");
 }
 

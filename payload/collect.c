@@ -15,29 +15,28 @@
  * events (BRANCH; on 3.14+ BRANCH_LEFT and BRANCH_RIGHT) and JUMP too,
  * turned into arcs by arcs.c.
  *
- * CPython <= 3.11: a C trace function (Py_tracefunc) on every thread state
- * through _PyEval_SetTrace(tstate, ...), exported since 3.9.  A C tracer
- * gets line events of frames already running: maybe_call_line_trace only
- * needs tstate->c_tracefunc, not frame->f_trace.  Threads started later get
- * it from threading.settrace (our hook swaps itself for the C tracer on its
- * first call) and, for threads started from C, from a sweep the payload
- * thread makes every second.
+ * CPython <= 3.11: a C trace function on every thread state, and a sweep
+ * that knows per thread whether it is still there: payload/trace.c.
+ *
+ * The sweep here (3.12+) only checks, without changing anything, that the
+ * program has not freed our tool id or changed its events.
  *
  * All of it runs with the GIL held.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include "arcs.h"
 #include "collect.h"
 #include "store.h"
+#include "payload.h"
+#include "trace.h"
 
 static struct pyapi *py;
 static PyObject *disable;		/* sys.monitoring.DISABLE */
 static PyObject *monitoring;		/* sys.monitoring */
 static PyObject *line_cb, *start_cb;	/* our builtin function objects */
-static PyObject *thread_hook;
-static PyObject *prev_thread_hook;	/* threading._trace_hook before us */
 static int tool_id = -1;
 static long ev_line;			/* sys.monitoring.events.LINE */
 static long ev_start;			/* PY_START (3.13+), or 0 */
@@ -46,8 +45,7 @@ static long ev_start;			/* PY_START (3.13+), or 0 */
 static long ev_branch, ev_left, ev_right, ev_jump;
 static int branch_mode;
 static PyObject *branch_cb, *left_cb, *right_cb, *jump_cb;
-static Py_ssize_t off_c_tracefunc = -1;	/* in PyThreadState, found at run time */
-static int tracing;	/* the trace collector is on: GIL held to read or write */
+static int64_t monitoring_lost_ns;	/* the program changed our tool since */
 
 
 /* ---- the hot path ------------------------------------------------------ */
@@ -70,7 +68,7 @@ static struct cov_file *first_sight(PyObject *name)
 	return f;
 }
 
-static struct cov_file *file_of(PyObject *code)
+struct cov_file *cov_collect_file(PyObject *code)
 {
 	PyObject *name = *(PyObject **)((char *)code + py->off_co_filename);
 	struct cov_file *f = cov_store_lookup(name);
@@ -78,13 +76,20 @@ static struct cov_file *file_of(PyObject *code)
 	return f ? f : first_sight(name);
 }
 
-/* sys.monitoring LINE callback: (code, line_number) -> DISABLE */
+static PyObject *keep(void);
+
+/* sys.monitoring LINE callback: (code, line_number) -> DISABLE.  Events
+ * are global on 3.12+: Python code our own thread runs (an attribute of a
+ * module that is a class, typing.io) is not the program's, and is not
+ * disabled either, so the program's threads still report it. */
 static PyObject *on_line(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
 	struct cov_file *f;
 
 	(void)self;
-	if (n >= 2 && (f = file_of(args[0])) && f->in_scope) {
+	if (cov_collector_thread)
+		return keep();
+	if (n >= 2 && (f = cov_collect_file(args[0])) && f->in_scope) {
 		cov_store_mark(f, (int)py->Long_AsLong(args[1]));
 		if (branch_mode)
 			cov_arcs_code(args[0], f);	/* its table, once */
@@ -98,7 +103,7 @@ static struct cov_code *code_of(PyObject *const *args, Py_ssize_t n)
 {
 	struct cov_file *f;
 
-	if (n < 3 || !(f = file_of(args[0])) || !f->in_scope)
+	if (n < 3 || !(f = cov_collect_file(args[0])) || !f->in_scope)
 		return NULL;
 	return cov_arcs_code(args[0], f);
 }
@@ -112,9 +117,11 @@ static PyObject *keep(void)
 /* BRANCH (code, offset, destination): on until both directions ran. */
 static PyObject *on_branch(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
-	struct cov_code *c = code_of(args, n);
+	struct cov_code *c = cov_collector_thread ? NULL : code_of(args, n);
 
 	(void)self;
+	if (cov_collector_thread)
+		return keep();
 	if (c && !cov_arcs_branch(c, py->Long_AsLong(args[1]), py->Long_AsLong(args[2])))
 		return keep();
 	py->IncRef(disable);
@@ -148,9 +155,11 @@ static PyObject *on_right(PyObject *self, PyObject *const *args, Py_ssize_t n)
 /* JUMP (code, offset, destination) -> DISABLE */
 static PyObject *on_jump(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
-	struct cov_code *c = code_of(args, n);
+	struct cov_code *c = cov_collector_thread ? NULL : code_of(args, n);
 
 	(void)self;
+	if (cov_collector_thread)
+		return keep();
 	if (c)
 		cov_arcs_jump(c, py->Long_AsLong(args[1]));
 	py->IncRef(disable);
@@ -165,39 +174,6 @@ static PyObject *on_start(PyObject *self, PyObject *const *args, Py_ssize_t n)
 	(void)n;
 	py->IncRef(disable);
 	return disable;
-}
-
-static int on_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
-{
-	struct cov_file *f;
-	PyObject *code;
-
-	(void)obj;
-	(void)arg;
-	if (what != PY_TRACE_LINE && what != PY_TRACE_CALL)
-		return 0;
-	code = py->Frame_GetCode(frame);
-	f = file_of(code);
-	py->DecRef(code);
-	if (f && f->in_scope) {
-		if (what == PY_TRACE_LINE)
-			cov_store_mark(f, py->Frame_GetLineNumber(frame));
-	} else if (what == PY_TRACE_CALL && py->off_f_trace_lines > 0) {
-		/* A new frame we will never measure: no line events for it. */
-		*((char *)frame + py->off_f_trace_lines) = 0;
-	}
-	return 0;
-}
-
-/* threading.settrace hook, called as a Python tracer in each new thread. */
-static PyObject *on_new_thread(PyObject *self, PyObject *const *args, Py_ssize_t n)
-{
-	(void)self;
-	py->Eval_SetTrace(on_trace, NULL);
-	if (n >= 1)
-		on_trace(NULL, (PyFrameObject *)args[0], PY_TRACE_CALL, NULL);
-	py->IncRef(py->None);
-	return py->None;
 }
 
 static struct py_methoddef line_def = {
@@ -218,10 +194,6 @@ static struct py_methoddef right_def = {
 static struct py_methoddef jump_def = {
 	"covinject_jump", (void *)on_jump, PY_METH_FASTCALL, NULL
 };
-static struct py_methoddef thread_def = {
-	"covinject_thread", (void *)on_new_thread, PY_METH_FASTCALL, NULL
-};
-
 /* ---- helpers ----------------------------------------------------------- */
 
 static void py_error(char *err, size_t len, const char *what)
@@ -414,116 +386,6 @@ static void monitoring_stop(void)
 	tool_id = -1;
 }
 
-/* ---- trace functions (<= 3.11) ----------------------------------------- */
-
-/*
- * Where c_tracefunc lives in PyThreadState: set our tracer on our own
- * thread state, find the pointer, clear it and check the slot is empty.
- * The layout is stable within a minor version, but we do not compile it in.
- */
-static void find_tracefunc_slot(void)
-{
-	void **ts = (void **)py->ThreadState_Get();
-	int i;
-
-	py->Eval_SetTrace(on_trace, NULL);
-	for (i = 0; i < 64 && ts[i] != (void *)on_trace; i++)
-		;
-	py->Eval_SetTrace(NULL, NULL);
-	off_c_tracefunc = (i < 64 && ts[i] == NULL) ? i * (Py_ssize_t)sizeof(void *) : -1;
-}
-
-static Py_tracefunc tracefunc_of(PyThreadState *ts)
-{
-	if (off_c_tracefunc < 0)
-		return NULL;
-	return *(Py_tracefunc *)((char *)ts + off_c_tracefunc);
-}
-
-/* Give the tracer to every thread that has none; count what we did. */
-static void trace_sweep(uint32_t *done, uint32_t *skipped)
-{
-	PyThreadState *me = py->ThreadState_Get(), *ts;
-
-	for (ts = py->InterpreterState_ThreadHead(py->InterpreterState_Main());
-	     ts; ts = py->ThreadState_Next(ts)) {
-		Py_tracefunc cur = tracefunc_of(ts);
-
-		if (ts == me || cur == on_trace)
-			continue;
-		if (cur) {
-			(*skipped)++;
-			continue;
-		}
-		if (py->Eval_SetTraceTs(ts, on_trace, NULL) == 0)
-			(*done)++;
-		else
-			py->Err_Clear();
-	}
-}
-
-static int trace_start(char *err, size_t len, uint32_t *threads, uint32_t *skipped)
-{
-	PyObject *name, *threading;
-
-	if (!py->Eval_SetTraceTs) {
-		snprintf(err, len, "_PyEval_SetTrace not found in this interpreter");
-		return -1;
-	}
-	find_tracefunc_slot();
-	if (off_c_tracefunc < 0) {
-		snprintf(err, len, "thread state layout not recognised");
-		return -1;
-	}
-	trace_sweep(threads, skipped);
-	tracing = 1;
-	/* Only if the program imported threading itself: importing it from a
-	 * foreign thread first confuses its bookkeeping of the main thread. */
-	name = py->Unicode_FromString("threading");
-	threading = name ? py->Import_GetModule(name) : NULL;
-	if (name)
-		py->DecRef(name);
-	if (threading && !is_none(threading)) {
-		prev_thread_hook = py->Object_GetAttrString(threading, "_trace_hook");
-		if (!prev_thread_hook)
-			py->Err_Clear();
-		thread_hook = py->CFunction_NewEx(&thread_def, NULL, NULL);
-		if (thread_hook)
-			CALL(err, len, threading, "settrace", "O", thread_hook);
-	}
-	if (threading)
-		py->DecRef(threading);
-	py->Err_Clear();
-	return 0;
-}
-
-static void trace_stop(void)
-{
-	PyThreadState *ts;
-	PyObject *name = py->Unicode_FromString("threading"), *threading, *cur;
-
-	tracing = 0;
-	for (ts = py->InterpreterState_ThreadHead(py->InterpreterState_Main());
-	     ts; ts = py->ThreadState_Next(ts))
-		if (tracefunc_of(ts) == on_trace && py->Eval_SetTraceTs(ts, NULL, NULL))
-			py->Err_Clear();
-	threading = name ? py->Import_GetModule(name) : NULL;
-	if (threading && !is_none(threading) && thread_hook) {
-		/* Put back what was there, unless someone replaced us since. */
-		cur = py->Object_GetAttrString(threading, "_trace_hook");
-		if (cur == thread_hook)
-			py->Object_SetAttrString(threading, "_trace_hook",
-						 prev_thread_hook ? prev_thread_hook : py->None);
-		if (cur)
-			py->DecRef(cur);
-	}
-	if (threading)
-		py->DecRef(threading);
-	if (name)
-		py->DecRef(name);
-	py->Err_Clear();
-}
-
 /* ---- interface --------------------------------------------------------- */
 
 static int use_monitoring(void)
@@ -545,6 +407,7 @@ int cov_collect_start(struct pyapi *api, int branch, struct cov_collect_info *in
 		return -1;
 	}
 	if (use_monitoring()) {
+		monitoring_lost_ns = 0;
 		if (monitoring_start(err, len)) {
 			monitoring_stop();
 			return -1;
@@ -552,7 +415,7 @@ int cov_collect_start(struct pyapi *api, int branch, struct cov_collect_info *in
 		info->tool_id = tool_id;
 		return 0;
 	}
-	return trace_start(err, len, &info->threads, &info->skipped);
+	return cov_trace_start(py, info, err, len);
 }
 
 int cov_collect_snapshot(struct cov_snap *s)
@@ -568,21 +431,51 @@ int cov_collect_snapshot(struct cov_snap *s)
 
 void cov_collect_new_thread(void)
 {
-	PyThreadState *ts;
-
-	if (use_monitoring() || !tracing || !(ts = py->ThreadState_Get()) ||
-	    tracefunc_of(ts))
-		return;
-	if (py->Eval_SetTraceTs(ts, on_trace, NULL))
-		py->Err_Clear();
+	if (py && !use_monitoring())
+		cov_trace_new_thread();
 }
 
-void cov_collect_sweep(void)
+/* 3.12+: our tool id still ours, our events still set?  Read only. */
+static void monitoring_sweep(struct cov_sweep *out)
 {
-	uint32_t done = 0, skipped = 0;
+	PyObject *name = NULL, *ev = NULL;
+	uint32_t lost = 0;
+	struct timespec ts;
 
-	if (py && !use_monitoring() && off_c_tracefunc >= 0)
-		trace_sweep(&done, &skipped);
+	if (tool_id < 0)
+		return;
+	name = py->Object_CallMethod(monitoring, "get_tool", "i", tool_id);
+	if (!name || name == py->None ||
+	    strcmp(py->Unicode_AsUTF8AndSize(name, NULL) ?: "", "covinject"))
+		lost |= COV_MON_TOOL;
+	else if (!(ev = py->Object_CallMethod(monitoring, "get_events", "i", tool_id)) ||
+		 py->Long_AsLong(ev) != (ev_line | ev_start | ev_branch | ev_left | ev_right |
+					 ev_jump))
+		lost |= COV_MON_EVENTS;
+	py->Err_Clear();
+	if (name)
+		py->DecRef(name);
+	if (ev)
+		py->DecRef(ev);
+	if (lost && !monitoring_lost_ns) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		monitoring_lost_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	} else if (!lost) {
+		monitoring_lost_ns = 0;
+	}
+	out->monitoring_lost = lost;
+	out->monitoring_lost_ns = monitoring_lost_ns;
+}
+
+void cov_collect_sweep(struct cov_sweep *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!py)
+		return;
+	if (use_monitoring())
+		monitoring_sweep(out);
+	else
+		cov_trace_sweep(out);
 }
 
 /*
@@ -611,7 +504,7 @@ void cov_collect_stop(void)
 	if (use_monitoring())
 		monitoring_stop();
 	else
-		trace_stop();
+		cov_trace_stop();
 }
 
 /* Drop every object we hold; the collector must be stopped. */
@@ -619,7 +512,6 @@ void cov_collect_release(void)
 {
 	PyObject **objs[] = { &line_cb, &start_cb, &branch_cb, &left_cb,
 			      &right_cb, &jump_cb,
-			      &thread_hook, &prev_thread_hook,
 			      &disable, &monitoring };
 
 	if (branch_mode)

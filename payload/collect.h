@@ -1,9 +1,11 @@
-/* collect.h - the collectors (payload/collect.c).  Call with the GIL held. */
+/* collect.h - the collectors (payload/collect.c, payload/trace.c).  Call
+ * with the GIL held. */
 #ifndef COVINJECT_COLLECT_H
 #define COVINJECT_COLLECT_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include "cov_state.h"
 #include "pyapi.h"
 #include "store.h"
 
@@ -13,13 +15,27 @@ struct cov_collect_info {
 	uint32_t skipped;	/* thread states another tracer holds */
 };
 
+/* Where the collector is, and is not, as a sweep found it. */
+struct cov_sweep {
+	uint32_t live;			/* <= 3.11: thread states (not ours) */
+	uint32_t ours;			/* of them collecting */
+	uint32_t given;			/* given the tracer by this sweep */
+	struct cov_lost removed;	/* the program removed the trace function */
+	struct cov_lost replaced;	/* another trace function replaced ours */
+	struct cov_lost foreign;	/* another one's since covinject met them */
+	int64_t hook_lost_ns;		/* threading.settrace not ours since, or 0 */
+	int64_t monitoring_lost_ns;	/* 3.12+: tool id or events changed, or 0 */
+	uint32_t monitoring_lost;	/* COV_MON_* */
+};
+
 /* branch: record arcs too (start --branch, 3.12+ only). */
 int cov_collect_start(struct pyapi *py, int branch, struct cov_collect_info *info,
 		      char *err, size_t len);
 /* Copy the data (store.c, and arcs.c with branch) for a snapshot. */
 int cov_collect_snapshot(struct cov_snap *s);
-/* <= 3.11: give the tracer to threads started since (from C, say). */
-void cov_collect_sweep(void);
+/* <= 3.11: give the tracer to threads started since (from C, say); all
+ * versions: find where collection stopped without us. */
+void cov_collect_sweep(struct cov_sweep *out);
 /* The current thread's state was just made by PyGILState_Ensure (got.c):
  * give it the tracer (3.9-3.11) unless it has one.  GIL held. */
 void cov_collect_new_thread(void);
@@ -27,5 +43,7 @@ void cov_collect_stop(void);
 /* Zero the data and re-arm disabled events (reset, forked child). */
 void cov_collect_rearm(void);
 void cov_collect_release(void);
+/* The hot path's file of a code object (store.c), or NULL. */
+struct cov_file *cov_collect_file(PyObject *code);
 
 #endif

@@ -6,6 +6,7 @@
  *
  * The payload writes under a sequence counter (odd while writing); a reader
  * retries until it sees the same even value before and after its copy.
+ * Who writes what, and under which lock: payload/payload.c, "The rules".
  */
 #ifndef COVINJECT_COV_STATE_H
 #define COVINJECT_COV_STATE_H
@@ -21,6 +22,19 @@
 #define COV_REQ_DUMP	'D'
 #define COV_REQ_RESET	'R'	/* snapshot, then start afresh in a new file */
 #define COV_REQ_STOP	'S'
+
+/* Threads in one condition where data is not collected (<= 3.11). */
+#define COV_LOST_TIDS	8
+struct cov_lost {
+	uint32_t n;			/* threads in this condition */
+	uint32_t ntids;			/* how many of tids are filled */
+	int64_t since_ns;		/* CLOCK_REALTIME: the earliest of them */
+	int32_t tids[COV_LOST_TIDS];	/* kernel thread ids, 0 if unknown */
+};
+
+/* cov_state.monitoring_lost (3.12+): what the program did to our tool. */
+#define COV_MON_TOOL	1	/* freed our tool id (or another tool took it) */
+#define COV_MON_EVENTS	2	/* changed our events */
 
 enum cov_phase {
 	COV_IDLE = 0,		/* loaded, never started */
@@ -45,7 +59,7 @@ struct cov_state {
 	uint32_t dumps;			/* snapshots written */
 	uint32_t dump_errors;		/* snapshots that failed */
 	uint32_t dump_requests;		/* dump signals seen */
-	uint32_t files, lines;		/* measured so far */
+	uint32_t files, lines;		/* measured so far, live (not under seq) */
 	uint32_t threads;		/* threads given the collector at start */
 	uint32_t skipped_threads;	/* already traced by another tool */
 	int32_t pid;			/* the process this block describes */
@@ -63,6 +77,17 @@ struct cov_state {
 					 * after-fork hooks: it inherited the
 					 * collector, not its thread or pipe */
 	int64_t last_dump_ns;		/* CLOCK_REALTIME of the last snapshot */
+	/* Where data is not collected, as the last sweep (every second, and
+	 * before each snapshot) found it. */
+	uint32_t threads_now;		/* <= 3.11: thread states */
+	uint32_t threads_ours;		/* of them with covinject's tracer */
+	struct cov_lost removed;	/* the program removed it (settrace(None)) */
+	struct cov_lost replaced;	/* another trace function replaced it */
+	struct cov_lost foreign;	/* another tool's since covinject met them */
+	int64_t hook_lost_ns;		/* threading.settrace replaced since, or 0 */
+	int64_t monitoring_lost_ns;	/* 3.12+: since, or 0 */
+	uint32_t monitoring_lost;	/* COV_MON_* */
+	uint32_t sweeps;		/* sweeps done: the fields above are set */
 	char data_file[COV_PATH_MAX];	/* where the next snapshot goes */
 	char last_file[COV_PATH_MAX];	/* where the last snapshot went */
 	char error[COV_ERR_MAX];	/* last failure, "" if none */

@@ -482,7 +482,7 @@ static int import_lines_of(PyObject *mod)
 	return 1;
 }
 
-void cov_modules_import_lines(struct pyapi *api, volatile int *stop)
+void cov_modules_import_lines(struct pyapi *api, int *stop)
 {
 	PyObject *modules, *list;
 	PyThreadState *ts;
@@ -493,7 +493,7 @@ void cov_modules_import_lines(struct pyapi *api, volatile int *stop)
 		py->Err_Clear();
 		return;
 	}
-	for (Py_ssize_t i = 0; i < py->List_Size(list) && !*stop; i++) {
+	for (Py_ssize_t i = 0; i < py->List_Size(list) && !__atomic_load_n(stop, __ATOMIC_SEQ_CST); i++) {
 		int worked = import_lines_of(py->List_GetItem(list, i));
 
 		py->Err_Clear();

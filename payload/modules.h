@@ -15,6 +15,6 @@ int cov_modules_resolve(struct pyapi *py, const char *const *names, char **out,
 
 /* Record the import context of every module in sys.modules that is in
  * scope; stops early once *stop is set. */
-void cov_modules_import_lines(struct pyapi *py, volatile int *stop);
+void cov_modules_import_lines(struct pyapi *py, int *stop);
 
 #endif

@@ -57,6 +57,7 @@ EXPORT struct cov_state cov_state = {
 
 struct cov_config cov_cfg;
 struct pyapi cov_py;
+__thread int cov_collector_thread;
 
 static char cfg_text[COV_CONFIG_MAX];	/* copied by cov_start */
 static int wake[2] = { -1, -1 };	/* requests -> our thread */
@@ -70,19 +71,59 @@ static int dir_sock[2] = { -1, -1 };	/* [0] ours; the CLI sends to [1] */
 static struct cov_out outdir = { -1, NULL, NULL };	/* payload thread; fork child */
 static char out_shown[COV_PATH_MAX - 320];	/* the CLI's name for it */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
-static volatile int exiting;		/* the interpreter is finalizing */
+static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
+static int exiting;			/* the interpreter is finalizing */
 static uint32_t dumped_files, dumped_lines;	/* what the last snapshot held */
+
+/*
+ * The rules.  Threads that touch this file's data: the payload thread
+ * ("ours"); host threads holding the GIL in the interpreter's hooks
+ * (cov_on_exit, cov_on_fork_child) and on the hot path (store.c, through
+ * the collectors); the borrowed thread in cov_start; the signal handlers,
+ * which only write a byte to the wake pipe (signals.c).
+ *
+ * - cov_state: every write is between cov_state_begin and cov_state_end,
+ *   which hold state_lock, so writers never interleave and the sequence
+ *   counter is odd exactly while one writes.  Nothing between them blocks
+ *   or calls Python: state_lock may be taken with the GIL held, never the
+ *   GIL with state_lock held.  Two exceptions, outside the counter:
+ *   files and lines, stored by the hot path (GIL held) as they change, one
+ *   relaxed atomic word each (store.c, cov_store_publish); and seq itself.
+ *   The sweep's findings are published under the GIL, so cov_on_exit
+ *   (GIL) either comes before (and the payload thread sees `exiting`) or
+ *   after them.
+ * - exiting: 0 by cov_start before our thread exists, 1 by cov_on_exit
+ *   under the GIL; atomic.  Ours reads it without the GIL as a hint and
+ *   again under the GIL as the decision: once it is 1, ours never touches
+ *   Python again (the interpreter is finalizing).
+ * - final_name, tmp_name, outdir, out_shown, dumped_files, dumped_lines:
+ *   under write_lock (ours at a snapshot, a reset, a new directory;
+ *   cov_on_exit's final snapshot), or in cov_start / a forked child,
+ *   where no other thread of ours runs.  Lock order: write_lock, then
+ *   state_lock; a fork takes both (before_fork), so a child never
+ *   inherits either locked.
+ * - cov_cfg, wake, dir_sock, scope: set by cov_start and the forked
+ *   child before our thread starts, then read only.
+ * - The store, the collectors and the Python objects they hold: the GIL.
+ */
 
 /* ---- the status block (a sequence counter guards readers) --------------- */
 
 void cov_state_begin(void)
 {
+	pthread_mutex_lock(&state_lock);
 	__atomic_add_fetch(&cov_state.seq, 1, __ATOMIC_ACQ_REL);
 }
 
 void cov_state_end(void)
 {
 	__atomic_add_fetch(&cov_state.seq, 1, __ATOMIC_ACQ_REL);
+	pthread_mutex_unlock(&state_lock);
+}
+
+static int is_exiting(void)
+{
+	return __atomic_load_n(&exiting, __ATOMIC_SEQ_CST);
 }
 
 static void set_phase(enum cov_phase p)
@@ -146,14 +187,6 @@ static void make_names(void)
 		 (int)getpid(), r2);
 }
 
-static void update_counts(uint32_t files, uint32_t lines)
-{
-	cov_state_begin();
-	cov_state.files = files;
-	cov_state.lines = lines;
-	cov_state_end();
-}
-
 /* Write snap to the current file; record the outcome in the status block.
  * 0, or -1 if it failed. */
 static int write_snap(struct cov_snap *snap, uint32_t files, uint32_t lines)
@@ -184,6 +217,8 @@ static int write_snap(struct cov_snap *snap, uint32_t files, uint32_t lines)
 	return rc;
 }
 
+static void sweep_locked(void);
+
 /* Copy under the GIL (microseconds), write without it.  With reset, the
  * data starts afresh after the copy and goes to a new file.  0, or -1 if
  * the snapshot failed (the data is still all in memory). */
@@ -193,16 +228,16 @@ static int dump(int reset)
 	uint32_t files, lines;
 	int gil, rc;
 
-	if (exiting)
+	if (is_exiting())
 		return 0;
 	gil = cov_py.GILState_Ensure();
-	if (exiting) {	/* cov_on_exit ran while we waited for the GIL */
+	if (is_exiting()) {	/* cov_on_exit ran while we waited for the GIL */
 		cov_py.GILState_Release(gil);
 		return 0;
 	}
+	sweep_locked();		/* dump and stop report what it finds */
 	rc = cov_collect_snapshot(&snap);
 	cov_store_counts(&files, &lines);
-	update_counts(files, lines);
 	if (!rc && reset)
 		cov_collect_rearm();
 	cov_py.GILState_Release(gil);
@@ -215,8 +250,10 @@ static int dump(int reset)
 	}
 	rc = write_snap(&snap, files, lines);
 	if (reset) {
+		pthread_mutex_lock(&write_lock);
 		make_names();
 		dumped_files = dumped_lines = 0;
+		pthread_mutex_unlock(&write_lock);
 		cov_state_begin();
 		cov_state.resets++;
 		cov_state_end();
@@ -349,8 +386,8 @@ static void reset_counters(void)
 {
 	cov_state.dumps = cov_state.dump_errors = cov_state.dump_requests = 0;
 	cov_state.resets = 0;
-	cov_state.files = cov_state.lines = 0;
 	cov_state.last_dump_ns = 0;
+	cov_state.sweeps = 0;
 	cov_state.last_file[0] = cov_state.error[0] = 0;
 	dumped_files = dumped_lines = 0;
 }
@@ -377,15 +414,15 @@ void cov_on_exit(void)
 	struct cov_snap snap;
 	uint32_t files, lines;
 
-	if (cov_state.phase != COV_COLLECTING || exiting)
+	if (cov_state.phase != COV_COLLECTING || is_exiting())
 		return;
-	exiting = 1;	/* our thread must not touch Python from now on */
+	/* our thread must not touch Python from now on */
+	__atomic_store_n(&exiting, 1, __ATOMIC_SEQ_CST);
 	if (cov_state.unhooked)
 		make_names();	/* its own file, never its parent's */
 	cov_collect_stop();
 	if (cov_collect_snapshot(&snap) == 0) {
 		cov_store_counts(&files, &lines);
-		update_counts(files, lines);
 		write_snap(&snap, files, lines);
 	}
 	cov_signals_restore();
@@ -409,7 +446,7 @@ void cov_on_fork_child(void)
 {
 	int p[2];
 
-	if (cov_state.phase != COV_COLLECTING || exiting)
+	if (cov_state.phase != COV_COLLECTING || is_exiting())
 		return;
 	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0) {
 		wake[0] = p[0];
@@ -441,10 +478,12 @@ void cov_on_fork_child(void)
 static void before_fork(void)
 {
 	pthread_mutex_lock(&write_lock);
+	pthread_mutex_lock(&state_lock);
 }
 
 static void after_fork(void)
 {
+	pthread_mutex_unlock(&state_lock);
 	pthread_mutex_unlock(&write_lock);
 }
 
@@ -459,7 +498,7 @@ static void after_fork(void)
  */
 static void after_fork_child(void)
 {
-	pthread_mutex_unlock(&write_lock);
+	after_fork();	/* the locks before_fork took, first */
 	cov_signals_set_wake(-1);
 	close_fd(&wake[0]);
 	close_fd(&wake[1]);
@@ -512,6 +551,7 @@ static int scope_init(char *err, size_t len)
 	if (name)
 		cov_py.DecRef(name);
 	cov_store_init(&scope);
+	cov_store_publish(&cov_state.files, &cov_state.lines);
 	cov_store_set_filter(&filter);
 	return sources_init(err, len);
 }
@@ -521,10 +561,10 @@ static void import_lines(void)
 {
 	int gil;
 
-	if (!cov_cfg.import_lines || exiting)
+	if (!cov_cfg.import_lines || is_exiting())
 		return;
 	gil = cov_py.GILState_Ensure();
-	if (!exiting)
+	if (!is_exiting())
 		cov_modules_import_lines(&cov_py, &exiting);
 	cov_py.GILState_Release(gil);
 }
@@ -639,29 +679,43 @@ static void teardown(void)
 	cov_py.GILState_Release(gil);
 }
 
-/* Every second: late threads get the tracer (<= 3.11); counts refresh. */
+/* With the GIL, not exiting: the sweep, and what it found published. */
+static void sweep_locked(void)
+{
+	struct cov_sweep w;
+	uint32_t interps;
+
+	cov_collect_sweep(&w);
+	interps = count_interpreters();
+	cov_state_begin();
+	cov_state.threads_now = w.live;
+	cov_state.threads_ours = w.ours;
+	cov_state.removed = w.removed;
+	cov_state.replaced = w.replaced;
+	cov_state.foreign = w.foreign;
+	cov_state.hook_lost_ns = w.hook_lost_ns;
+	cov_state.monitoring_lost = w.monitoring_lost;
+	cov_state.monitoring_lost_ns = w.monitoring_lost_ns;
+	cov_state.handlers_lost = cov_signals_lost();
+	cov_state.interpreters = interps;
+	cov_state.sweeps++;
+	cov_state_end();
+}
+
+/* Every second: late threads get the tracer (<= 3.11), and where
+ * collection stopped without us is found (all versions). */
 static void sweep(void)
 {
-	uint32_t files, lines, interps = 0;
 	int gil;
 
 	/* uWSGI without threads lends the GIL only while a request runs
 	 * Python: a sweep would spend that chance, and there are no threads */
-	if (exiting || cov_cfg.gil_at_requests)
+	if (is_exiting() || cov_cfg.gil_at_requests)
 		return;
 	gil = cov_py.GILState_Ensure();
-	if (!exiting) {
-		cov_collect_sweep();
-		interps = count_interpreters();
-	}
-	cov_store_counts(&files, &lines);
+	if (!is_exiting())
+		sweep_locked();
 	cov_py.GILState_Release(gil);
-	update_counts(files, lines);
-	cov_state_begin();
-	cov_state.handlers_lost = cov_signals_lost();
-	if (interps)
-		cov_state.interpreters = interps;
-	cov_state_end();
 }
 
 /* Wait for a request; returns its byte or 0 on timeout.  Coalesces: stop
@@ -694,10 +748,16 @@ static int64_t now_ms(void)
 /* Periodic snapshot, only when something new ran since the last one. */
 static void maybe_periodic(int64_t *next)
 {
+	int changed;
+
 	if (!cov_cfg.interval_ms || now_ms() < *next)
 		return;
 	*next = now_ms() + cov_cfg.interval_ms;
-	if (cov_state.files != dumped_files || cov_state.lines != dumped_lines)
+	pthread_mutex_lock(&write_lock);
+	changed = __atomic_load_n(&cov_state.files, __ATOMIC_RELAXED) != dumped_files ||
+		  __atomic_load_n(&cov_state.lines, __ATOMIC_RELAXED) != dumped_lines;
+	pthread_mutex_unlock(&write_lock);
+	if (changed)
 		dump(0);
 }
 
@@ -711,9 +771,11 @@ static void serve(void)
 		if (cov_cfg.interval_ms && next - now_ms() < wait)
 			wait = next - now_ms() > 0 ? (int)(next - now_ms()) : 0;
 		req = next_request(wait);
+		pthread_mutex_lock(&write_lock);	/* outdir: see the rules */
 		while (dir_sock[0] >= 0 && take_dir() == 1)
 			;	/* dump -o, stop -o: sent before the request */
-		if (exiting || req == COV_REQ_STOP)
+		pthread_mutex_unlock(&write_lock);
+		if (is_exiting() || req == COV_REQ_STOP)
 			return;
 		if (req) {
 			cov_state_begin();
@@ -732,6 +794,7 @@ static void *payload_main(void *arg)
 	int mode = (int)(intptr_t)arg;
 	sigset_t all;
 
+	cov_collector_thread = 1;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	if (mode == RUN_ADOPT) {
@@ -756,7 +819,7 @@ static void *payload_main(void *arg)
 	}
 	for (;;) {
 		serve();
-		if (exiting)
+		if (is_exiting())
 			return NULL;	/* cov_on_exit did the rest */
 		set_phase(COV_STOPPING);
 		if (dump(0) == 0)
@@ -821,7 +884,7 @@ static int start(const char *config)
 	}
 	while (read(wake[0], drain, sizeof(drain)) > 0)
 		;	/* requests left over from a previous run */
-	exiting = 0;
+	__atomic_store_n(&exiting, 0, __ATOMIC_SEQ_CST);
 	cov_state_begin();
 	cov_state.starts++;
 	cov_state.phase = COV_STARTING;

@@ -14,6 +14,9 @@ extern struct cov_config cov_cfg;
 extern struct pyapi cov_py;
 extern struct cov_state cov_state;
 
+/* 1 in the payload's own thread (payload.c sets it), 0 in the host's. */
+extern __thread int cov_collector_thread;
+
 void cov_state_begin(void);
 void cov_state_end(void);
 

@@ -38,7 +38,9 @@ struct py_methoddef {
 
 /* Include/cpython/pystate.h trace events. */
 #define PY_TRACE_CALL	0
+#define PY_TRACE_EXCEPTION	1
 #define PY_TRACE_LINE	2
+#define PY_TRACE_RETURN	3
 
 struct pyapi {
 	int hex;				/* PY_VERSION_HEX */
@@ -106,6 +108,10 @@ struct pyapi {
 	void (*Eval_SetTrace)(Py_tracefunc, PyObject *);
 	/* <= 3.11 only: set the trace function of another thread state. */
 	int (*Eval_SetTraceTs)(PyThreadState *, Py_tracefunc, PyObject *);
+	/* 3.9+: the sweep tells threads apart, stop walks their frames. */
+	unsigned long long (*ThreadState_GetID)(PyThreadState *);
+	PyFrameObject *(*ThreadState_GetFrame)(PyThreadState *);	/* new ref */
+	PyFrameObject *(*Frame_GetBack)(PyFrameObject *);		/* new ref */
 	PyObject *None;
 	void *CodeType, *FrameType;
 	/* Offsets found at run time in the types' tp_members. */

@@ -29,11 +29,39 @@ static size_t cap, used;
 static struct cov_file *files;
 static const struct cov_scope *scope;
 static const struct cov_filter *filter;
+static uint32_t total_files, total_lines;	/* in scope, with lines */
+static uint32_t *pub_files, *pub_lines;		/* cov_store_publish */
+
+static void publish(void)
+{
+	if (pub_files)
+		__atomic_store_n(pub_files, total_files, __ATOMIC_RELAXED);
+	if (pub_lines)
+		__atomic_store_n(pub_lines, total_lines, __ATOMIC_RELAXED);
+}
+
+void cov_store_publish(uint32_t *nfiles, uint32_t *nlines)
+{
+	pub_files = nfiles;
+	pub_lines = nlines;
+	publish();
+}
+
+void cov_store_new_line(struct cov_file *f)
+{
+	if (!f->nlines++ && f->in_scope)
+		total_files++;
+	if (f->in_scope)
+		total_lines++;
+	publish();
+}
 
 void cov_store_init(const struct cov_scope *s)
 {
 	scope = s;
 	filter = NULL;
+	total_files = total_lines = 0;
+	publish();
 }
 
 void cov_store_set_filter(const struct cov_filter *flt)
@@ -347,6 +375,8 @@ void cov_store_zero(void)
 			memset(f->bits, 0, f->nbytes);
 		f->nlines = 0;
 	}
+	total_files = total_lines = 0;
+	publish();
 }
 
 void cov_store_clear(void (*release)(const void *key))

@@ -1,6 +1,9 @@
 /*
  * store.h - executed lines, per file, as bit sets (payload/store.c).
- * Every function is called with the GIL held: the GIL is the lock.
+ * Every function is called with the GIL held: the GIL is the lock.  The
+ * running totals are also stored, as each changes, into the two words
+ * given to cov_store_publish (the status block), with relaxed atomic
+ * stores, so a reader outside the process sees them live.
  */
 #ifndef COVINJECT_STORE_H
 #define COVINJECT_STORE_H
@@ -89,6 +92,10 @@ void cov_store_clear(void (*release)(const void *key));
 int cov_store_snapshot(struct cov_snap *s);
 void cov_snap_free(struct cov_snap *s);
 void cov_store_counts(uint32_t *files, uint32_t *lines);
+/* Where the totals (files with lines, lines) go as they change, or NULL. */
+void cov_store_publish(uint32_t *files, uint32_t *lines);
+/* The hot path's slow branch: a line recorded for the first time. */
+void cov_store_new_line(struct cov_file *f);
 
 /* Pure helpers, unit-tested. */
 int cov_path_in_scope(const struct cov_scope *scope, const char *path);
@@ -110,7 +117,7 @@ static inline void cov_store_mark(struct cov_file *f, int line)
 	}
 	if (!(f->bits[byte] & bit)) {
 		f->bits[byte] |= bit;
-		f->nlines++;
+		cov_store_new_line(f);
 	}
 }
 

@@ -228,8 +228,74 @@ def t_lazy_imports(exe, tmp):
 t_lazy_imports.since = (3, 15)
 
 
+
+def t_trace_idioms(exe, tmp):
+    """What programs do to the trace function (test/targets/tracing.py):
+    sys.settrace(sys.gettrace()), save/None/restore, a doctest, threading's
+    hook saved, removed and restored, in the target after start; files and
+    lines in status before any snapshot; then on 3.9-3.11 a thread left
+    with sys.settrace(None) and pdb's set_trace() then continue (driven on
+    the target's stdin): status, dump and stop say where collection is
+    gone, and covinject does not come back by itself.  On 3.12+ nothing of
+    it touches covinject."""
+    old = py_version(exe) < (3, 12)
+    t = Target(exe, "tracing.py")
+
+    def run(cmd, *answers):
+        t.send(cmd)
+        for a in answers:
+            t.send(a)
+        out = []
+        while True:
+            line = t.proc.stdout.readline()
+            if not line:
+                check(False, "the target ended during %s: %s" % (cmd, t.proc.stderr.read()[-2000:]))
+            out.append(line)
+            if "DONE " + cmd in line:
+                return "".join(out)
+    cli_ok("start", "--interval", "0", "-o", tmp, t.pid)
+    run("counted")
+    m = wait_for(lambda: re.search(r"measured: (\d+) files, (\d+) lines",
+                                   cli_ok("status", t.pid)), "status")
+    check(int(m.group(1)) >= 1 and int(m.group(2)) >= 2 and dumps(t.pid) == 0,
+          "status before the first snapshot: %s" % m.group(0))
+    for cmd in ("restored", "juggled", "doctest", "threads"):
+        run(cmd)
+    time.sleep(1.3)                       # a sweep: nothing is lost yet
+    st = cli_ok("status", t.pid)
+    check("not collecting" not in st, "status after the save/restore idioms: %s" % st)
+    run("removed")
+    out = run("debugged", "p f", "c")
+    check("(Pdb) 6" in out, "pdb did not work: %r" % out)
+    time.sleep(1.3)
+    st = cli_ok("status", t.pid)
+    removed = re.search(r"^not collecting: the program removed the trace function.*: "
+                        r"on 2 of 2 threads since \d\d:\d\d:\d\d", st, re.M)
+    check(bool(removed) == old and (old or "not collecting" not in st),
+          "status after sys.settrace(None) and pdb: %s" % st)
+    r = cli("dump", t.pid)
+    check(r.returncode == 0 and bool(re.search(
+        r"^covinject: dump %d: warning: not collecting everywhere: the program removed"
+        % t.pid, r.stderr)) == old, "dump: %d %r" % (r.returncode, r.stderr))
+    run("release")
+    r = cli("stop", t.pid)
+    check(r.returncode == 0 and bool(re.search(
+        r"^covinject: stop %d: warning: not collecting everywhere: the program removed"
+        r".*on 1 of 1 threads" % t.pid, r.stderr)) == old, "stop: %d %r" % (r.returncode, r.stderr))
+    got = measured(r.stdout.strip(), "tracing.py")
+    missing = sorted(tagged("tracing.py", "kept") - got)
+    check(not missing, "lines not recorded: %s" % missing)
+    lost = tagged("tracing.py", "lost")
+    check(not (got & lost) if old else lost <= got,
+          "lines of removed tracing: recorded %s of %s" % (sorted(got & lost), sorted(lost)))
+    t.send("quit")
+    out, err = t.proc.communicate(timeout=10)
+    check(t.proc.returncode == 0 and not err, "target: %s %r" % (t.proc.returncode, err))
+
+
+
 E2E = [t_http_server, t_signals_and_scope, t_busy_main, t_sleep_intact, t_coverage_report,
-       t_dump_error_kept, t_lazy_imports]
+       t_dump_error_kept, t_lazy_imports, t_trace_idioms]
 
 
 def t_install(tmp):
