@@ -79,6 +79,10 @@ int cli_start(struct cli_opts *o, pid_t pid);
 int cli_dump(struct cli_opts *o, pid_t pid);
 int cli_stop(struct cli_opts *o, pid_t pid);
 int cli_status(struct cli_opts *o, pid_t pid);
+/* The interpreters of s not measured, in words, the isolated ones (never
+ * measurable) too or not; 0 if none is left to say. */
+int cli_interps_unmeasured(const struct cov_state *s, int isolated, char *buf,
+			   size_t len);
 
 /* tree.c */
 int cli_run(struct cli_opts *o, const struct cli_command *c);

@@ -154,6 +154,34 @@ static void tids_of(const struct cov_state *s, const struct cov_lost *l, char *o
  * without its newline: "removed by the program on 2 of 9 threads since
  * 12:03:04 (thread 4242, 4250)".  Returns how many were found.
  */
+int cli_interps_unmeasured(const struct cov_state *s, int isolated, char *buf,
+			   size_t len)
+{
+	uint32_t not = s->interpreters > s->interps_measured ?
+		       s->interpreters - s->interps_measured : 0;
+	uint32_t iso = s->interps_isolated < not ? s->interps_isolated : not;
+	char a[200] = "", b[300] = "";
+
+	if (!not || (!isolated && not == iso))
+		return 0;
+	if (!isolated) {
+		not -= iso;
+		iso = 0;
+	}
+	if (iso)
+		snprintf(a, sizeof(a), "%u isolated (a GIL and an allocator of their own, "
+			 "as interpreters.create() makes on 3.12+: covinject cannot "
+			 "measure them)", iso);
+	if (not > iso)
+		snprintf(b, sizeof(b), "%s%u not reached yet (a sub-interpreter is "
+			 "measured from the sweep that first meets it, within a second, "
+			 "when a sys.monitoring tool id is free in it)", iso ? "; " : "",
+			 not - iso);
+	snprintf(buf, len, "%u of %u interpreters are not measured: %s%s", not,
+		 s->interpreters, a, b);
+	return 1;
+}
+
 static int not_collecting(const struct cov_state *s, void (*emit)(const char *, void *),
 			  void *arg)
 {
@@ -191,6 +219,10 @@ static int not_collecting(const struct cov_state *s, void (*emit)(const char *, 
 			 "threading.settrace hook since %s: threads it starts from then on "
 			 "are not collected", when);
 		emit(line, arg);
+		n++;
+	}
+	if (cli_interps_unmeasured(s, 0, line, sizeof(line))) {
+		emit(line, arg);	/* isolated ones: start and status say so */
 		n++;
 	}
 	if (s->monitoring_lost) {
@@ -295,7 +327,7 @@ int cli_stop(struct cli_opts *o, pid_t pid)
 
 static void print_status(pid_t pid, const struct cov_state *s)
 {
-	char d[32], t[32], when[64] = "never";
+	char d[32], t[32], when[64] = "never", line[600];
 
 	if (s->last_dump_ns) {
 		time_t sec = s->last_dump_ns / 1000000000;
@@ -331,10 +363,11 @@ static void print_status(pid_t pid, const struct cov_state *s)
 		printf("collector: trace function on %u threads (%u skipped: traced "
 		       "by another tool)\n", s->threads, s->skipped_threads);
 	if (s->interpreters > 1)
-		printf("interpreters: %u; only the main one is measured: %u "
-		       "sub-interpreters (mod_wsgi's application groups, "
-		       "interpreters.create()) are not\n", s->interpreters,
-		       s->interpreters - 1);
+		printf("interpreters: %u (%u measured)\n", s->interpreters,
+		       s->interps_measured);
+	if (s->phase == COV_COLLECTING && s->interps_isolated &&
+	    cli_interps_unmeasured(s, 1, line, sizeof(line)))
+		printf("not measured: %s\n", line);
 	if (s->phase == COV_COLLECTING)
 		not_collecting(s, status_line, NULL);
 	printf("last error: %s\n", s->error[0] ? s->error : "none");

@@ -383,6 +383,7 @@ int cli_start(struct cli_opts *all, pid_t pid)
 	struct proc_status st;
 	struct cov_state s;
 	char dir[PATH_MAX], payload[PATH_MAX], config[12000], hint[400], name[32];
+	char line[600];
 	sigset_t block, old;
 	uint32_t calls;
 	int r, by_fd;
@@ -459,12 +460,8 @@ int cli_start(struct cli_opts *all, pid_t pid)
 	       (int)o->pid, (int)o->pid);
 	printf("data file: %s\n", s.data_file);
 	fflush(stdout);
-	if (s.interpreters > 1)
-		fprintf(stderr, "covinject: start %d: %u sub-interpreters are not measured "
-			"(mod_wsgi's application groups, interpreters.create()): only "
-			"the main interpreter is (with mod_wsgi, WSGIApplicationGroup "
-			"%%{GLOBAL} runs the application there)\n", (int)o->pid,
-			s.interpreters - 1);
+	if (cli_interps_unmeasured(&s, 1, line, sizeof(line)))
+		fprintf(stderr, "covinject: start %d: %s\n", (int)o->pid, line);
 	if (s.skipped_threads)
 		fprintf(stderr, "covinject: start %d: %u thread(s) already have a trace "
 			"function (a debugger or another coverage tool): they are not "

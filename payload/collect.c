@@ -15,8 +15,14 @@
  * events (BRANCH; on 3.14+ BRANCH_LEFT and BRANCH_RIGHT) and JUMP too,
  * turned into arcs by arcs.c.
  *
- * CPython <= 3.11: a C trace function on every thread state, and a sweep
- * that knows per thread whether it is still there: payload/trace.c.
+ * Each sub-interpreter has a sys.monitoring of its own: those that share
+ * the main interpreter's allocator and GIL get our tool too, on a visit
+ * from our thread (interps.c), at start and from the sweep that first
+ * meets them.
+ *
+ * CPython <= 3.11: a C trace function on every thread state of every
+ * interpreter, and a sweep that knows per thread whether it is still
+ * there: payload/trace.c.
  *
  * The sweep here (3.12+) only checks, without changing anything, that the
  * program has not freed our tool id or changed its events.
@@ -29,8 +35,9 @@
 #include <time.h>
 #include "arcs.h"
 #include "collect.h"
-#include "store.h"
+#include "interps.h"
 #include "payload.h"
+#include "store.h"
 #include "trace.h"
 
 static struct pyapi *py;
@@ -238,12 +245,12 @@ static int is_none(PyObject *o)
 /* ---- sys.monitoring (3.12+) -------------------------------------------- */
 
 /* Prefer COVERAGE_ID (1); never take an id another tool holds. */
-static int free_tool_id(char *err, size_t len)
+static int free_tool_id(PyObject *mon, char *err, size_t len)
 {
 	static const int order[] = { 1, 3, 4, 2, 0, 5 };
 
 	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
-		PyObject *r = py->Object_CallMethod(monitoring, "get_tool", "i", order[i]);
+		PyObject *r = py->Object_CallMethod(mon, "get_tool", "i", order[i]);
 		int taken;
 
 		if (!r) {
@@ -259,6 +266,7 @@ static int free_tool_id(char *err, size_t len)
 	return -1;
 }
 
+/* An event's bit: the same constants in every interpreter. */
 static long event_bit(const char *name)
 {
 	PyObject *events = py->Object_GetAttrString(monitoring, "events"), *v;
@@ -273,9 +281,23 @@ static long event_bit(const char *name)
 	return bit;
 }
 
-static int register_cb(char *err, size_t len, long ev, PyObject *cb)
+static long all_events(void)
 {
-	return CALL(err, len, monitoring, "register_callback", "ilO", tool_id, ev, cb);
+	return ev_line | ev_start | ev_branch | ev_left | ev_right | ev_jump;
+}
+
+/* Our callbacks (each with its event, 0 if not used), for arm and disarm. */
+static int each_cb(PyObject *mon, int id, char *err, size_t len, int none)
+{
+	const long evs[] = { ev_line, ev_start, ev_branch, ev_left, ev_right, ev_jump };
+	PyObject *cbs[] = { line_cb, start_cb, branch_cb, left_cb, right_cb, jump_cb };
+	int rc = 0;
+
+	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+		if (evs[i] > 0 && CALL(err, len, mon, "register_callback", "ilO", id,
+				       evs[i], none ? py->None : cbs[i]))
+			rc = -1;
+	return rc;
 }
 
 /* 3.14+: one event per direction, so each can be disabled on its own. */
@@ -293,35 +315,58 @@ static int branch_directions(char *err, size_t len)
 		py_error(err, len, "sys.monitoring");
 		return -1;
 	}
-	return register_cb(err, len, ev_left, left_cb) ||
-	       register_cb(err, len, ev_right, right_cb);
+	return 0;
 }
 
 /* --branch: the opcode tables, the branch callbacks and JUMP's. */
-static int branch_start(char *err, size_t len)
+static int branch_prepare(char *err, size_t len)
 {
 	if (cov_arcs_init(py, err, len) || branch_directions(err, len))
 		return -1;
 	if ((ev_jump = event_bit("JUMP")) <= 0 ||
 	    !(jump_cb = py->CFunction_NewEx(&jump_def, NULL, NULL)))
 		goto fail_py;
-	if (register_cb(err, len, ev_jump, jump_cb))
-		return -1;
 	if (ev_left)
 		return 0;
 	if ((ev_branch = event_bit("BRANCH")) <= 0 ||
 	    !(branch_cb = py->CFunction_NewEx(&branch_def, NULL, NULL)))
 		goto fail_py;
-	return register_cb(err, len, ev_branch, branch_cb);
+	return 0;
 fail_py:
 	py_error(err, len, "sys.monitoring");
 	return -1;
 }
 
+/*
+ * Our tool in the current interpreter's sys.monitoring mon: a free id, our
+ * callbacks, our events.  *id is set as soon as the id is ours, so that
+ * disarm can undo a failure half-way.
+
+ */
+static int arm(PyObject *mon, int *id, char *err, size_t len)
+{
+	int free_id = free_tool_id(mon, err, len);
+
+	if (free_id < 0 || CALL(err, len, mon, "use_tool_id", "is", free_id, "covinject"))
+		return -1;
+	*id = free_id;
+	if (each_cb(mon, free_id, err, len, 0))
+		return -1;
+	return CALL(err, len, mon, "set_events", "il", free_id, all_events());
+}
+
+static void disarm(PyObject *mon, int id)
+{
+	char ignore[64];
+
+	CALL(ignore, sizeof(ignore), mon, "set_events", "ii", id, 0);
+	each_cb(mon, id, ignore, sizeof(ignore), 1);
+	CALL(ignore, sizeof(ignore), mon, "free_tool_id", "i", id);
+}
+
 static int monitoring_start(char *err, size_t len)
 {
 	PyObject *sys = py->Import_ImportModule("sys");
-	int id;
 
 	if (!sys || !(monitoring = py->Object_GetAttrString(sys, "monitoring"))) {
 		if (sys)
@@ -331,59 +376,189 @@ static int monitoring_start(char *err, size_t len)
 	}
 	py->DecRef(sys);
 	if (!(disable = py->Object_GetAttrString(monitoring, "DISABLE")) ||
-	    (ev_line = event_bit("LINE")) <= 0)
+	    (ev_line = event_bit("LINE")) <= 0 ||
+	    !(line_cb = py->CFunction_NewEx(&line_def, NULL, NULL)))
 		goto fail_py;
-	if ((id = free_tool_id(err, len)) < 0)
-		return -1;
-	if (CALL(err, len, monitoring, "use_tool_id", "is", id, "covinject"))
-		return -1;
-	tool_id = id;
-	if (!(line_cb = py->CFunction_NewEx(&line_def, NULL, NULL)))
+	if (py->hex >= 0x030d0000 &&
+	    ((ev_start = event_bit("PY_START")) <= 0 ||
+	     !(start_cb = py->CFunction_NewEx(&start_def, NULL, NULL))))
 		goto fail_py;
-	if (CALL(err, len, monitoring, "register_callback", "ilO", id,
-		 ev_line, line_cb))
+	if (branch_mode && branch_prepare(err, len))
 		return -1;
-	if (py->hex >= 0x030d0000) {
-		if ((ev_start = event_bit("PY_START")) <= 0 ||
-		    !(start_cb = py->CFunction_NewEx(&start_def, NULL, NULL)))
-			goto fail_py;
-		if (CALL(err, len, monitoring, "register_callback", "ilO", id,
-			 ev_start, start_cb))
-			return -1;
-	}
-	if (branch_mode && branch_start(err, len))
-		return -1;
-	if (CALL(err, len, monitoring, "set_events", "il", id,
-		 ev_line | ev_start | ev_branch | ev_left | ev_right | ev_jump))
-		return -1;
-	return 0;
+	return arm(monitoring, &tool_id, err, len);
 fail_py:
 	py_error(err, len, "sys.monitoring");
 	return -1;
 }
 
+/* ---- sub-interpreters (3.12+) ------------------------------------------ */
+
+/*
+ * Each interpreter has its own sys.monitoring.  One that shares the main
+ * interpreter's allocator and GIL (interps.c) gets our tool too, with the
+ * same callback objects, from our thread on a visit: at start, and at the
+ * sweep that first meets it, so within a second of its creation.  Reset
+ * and stop visit it again.  Interpreters are known by id, never reused.
+ */
+#define MAX_SUBS 256
+
+enum sub_kind { SUB_OURS, SUB_ISOLATED, SUB_FAILED };
+
+struct sub {
+	long long id;
+	int tool;		/* our tool id there, or -1 */
+	enum sub_kind kind;
+	int live;		/* met by the walk in progress */
+};
+
+static struct sub subs[MAX_SUBS];
+static int nsubs;
+
+enum visit_what { V_ARM, V_DISARM, V_RESTART };
+
+struct visit {
+	struct sub *s;
+	enum visit_what what;
+};
+
+/* In the sub-interpreter, on the visit's thread state. */
+static void in_sub(void *arg)
+{
+	struct visit *v = arg;
+	PyObject *mon = py->Sys_GetObject("monitoring"), *d = NULL;	/* borrowed */
+	char ignore[COV_ERR_MAX];
+
+	if (!mon) {
+		v->s->kind = SUB_FAILED;
+		return;
+	}
+	switch (v->what) {
+	case V_ARM:
+		/* DISABLE is one static object on 3.12-3.15: callbacks return ours */
+		d = py->Object_GetAttrString(mon, "DISABLE");
+		if (d == disable && !arm(mon, &v->s->tool, ignore, sizeof(ignore))) {
+			v->s->kind = SUB_OURS;
+			break;
+		}
+		if (v->s->tool >= 0)
+			disarm(mon, v->s->tool);
+		v->s->tool = -1;
+		v->s->kind = SUB_FAILED;
+		break;
+	case V_DISARM:
+		disarm(mon, v->s->tool);
+		v->s->tool = -1;
+		break;
+	case V_RESTART:
+		CALL(ignore, sizeof(ignore), mon, "restart_events", "");
+		break;
+	}
+	if (d)
+		py->DecRef(d);
+	py->Err_Clear();
+}
+
+static struct sub *sub_of(long long id)
+{
+	for (int i = 0; i < nsubs; i++)
+		if (subs[i].id == id)
+			return &subs[i];
+	return NULL;
+}
+
+/*
+ * One walk of the interpreters: each met is marked live; the first one
+ * that wants a visit (new, with arm_new: arm; want: that visit to one of
+ * ours) gets it, and
+ * the walk ends there, since a visit may release the GIL and the list may
+ * change.  1 if it visited one, 0 if the walk went to its end.
+ */
+static int walk_once(int want, int arm_new, unsigned gen)
+{
+	PyInterpreterState *main = py->InterpreterState_Main();
+	static unsigned done[MAX_SUBS];	/* the generation a sub was visited in */
+
+	for (PyInterpreterState *in = py->InterpreterState_Head(); in;
+	     in = py->InterpreterState_Next(in)) {
+		long long id = py->InterpreterState_GetID(in);
+		struct sub *s = in == main ? NULL : sub_of(id);
+		struct visit v = { s, V_ARM };
+
+		if (in == main)
+			continue;
+		if (!s && arm_new && nsubs < MAX_SUBS) {
+			s = v.s = &subs[nsubs++];
+			*s = (struct sub){ id, -1, SUB_ISOLATED, 1 };
+			done[s - subs] = gen;
+			if (!cov_interp_shared(py, in))
+				continue;
+			s->kind = SUB_FAILED;
+		} else if (!s) {
+			continue;	/* beyond our table: not measured */
+		} else {
+			s->live = 1;
+			if (want < 0 || s->kind != SUB_OURS || done[s - subs] == gen)
+				continue;
+			v.what = (enum visit_what)want;
+			done[s - subs] = gen;
+		}
+		cov_interp_visit(py, in, in_sub, &v);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Every sub-interpreter: with arm_new, new ones classified (and armed when
+ * they share the main one's allocator); with want >= 0, that visit to each
+ * one of ours; gone ones forgotten.  0, or -1 if the process began exiting while
+ * a visit had released the GIL: then nothing more may touch Python.
+ */
+static int subs_walk(int want, int arm_new)
+{
+	static unsigned gen;
+	int n = 0, j = 0;
+
+	gen++;
+	for (int i = 0; i < nsubs; i++)
+		subs[i].live = 0;
+	while (walk_once(want, arm_new, gen)) {
+		if (cov_exiting())
+			return -1;
+		if (++n > 4 * MAX_SUBS)
+			break;
+		for (int i = 0; i < nsubs; i++)
+			subs[i].live = 0;	/* the walk starts again */
+	}
+	for (int i = 0; i < nsubs; i++)
+		if (subs[i].live)
+			subs[j++] = subs[i];
+	nsubs = j;
+	return 0;
+}
+
+/* Our tool out of every interpreter that has it.  Not at exit
+ * (cov_on_exit): the sub-interpreters end with the process. */
 static void monitoring_stop(void)
 {
-	char ignore[64];
-
-	if (tool_id >= 0) {
-		CALL(ignore, sizeof(ignore), monitoring, "set_events", "ii", tool_id, 0);
-		CALL(ignore, sizeof(ignore), monitoring, "register_callback", "ilO",
-		     tool_id, ev_line, py->None);
-		if (ev_start > 0)
-			CALL(ignore, sizeof(ignore), monitoring, "register_callback",
-			     "ilO", tool_id, ev_start, py->None);
-		if (ev_branch > 0)
-			register_cb(ignore, sizeof(ignore), ev_branch, py->None);
-		if (ev_left > 0)
-			register_cb(ignore, sizeof(ignore), ev_left, py->None);
-		if (ev_right > 0)
-			register_cb(ignore, sizeof(ignore), ev_right, py->None);
-		if (ev_jump > 0)
-			register_cb(ignore, sizeof(ignore), ev_jump, py->None);
-		CALL(ignore, sizeof(ignore), monitoring, "free_tool_id", "i", tool_id);
-	}
+	if (tool_id < 0)
+		return;
+	if (!cov_exiting() && subs_walk(V_DISARM, 0))
+		return;	/* exiting since: nothing more touches Python */
+	disarm(monitoring, tool_id);
 	tool_id = -1;
+	nsubs = 0;
+}
+
+/* Interpreters measured, and those that never can be (3.12+). */
+static void subs_count(uint32_t *measured, uint32_t *isolated)
+{
+	*measured = tool_id >= 0;
+	*isolated = 0;
+	for (int i = 0; i < nsubs; i++) {
+		*measured += subs[i].kind == SUB_OURS;
+		*isolated += subs[i].kind == SUB_ISOLATED;
+	}
 }
 
 /* ---- interface --------------------------------------------------------- */
@@ -413,6 +588,11 @@ int cov_collect_start(struct pyapi *api, int branch, struct cov_collect_info *in
 			return -1;
 		}
 		info->tool_id = tool_id;
+		nsubs = 0;
+		if (subs_walk(-1, 1)) {
+			snprintf(err, len, "the process began exiting");
+			return -1;
+		}
 		return 0;
 	}
 	return cov_trace_start(py, info, err, len);
@@ -435,6 +615,12 @@ void cov_collect_new_thread(void)
 		cov_trace_new_thread();
 }
 
+void cov_collect_acquired(void)
+{
+	if (py && !use_monitoring())
+		cov_trace_acquired();
+}
+
 /* 3.12+: our tool id still ours, our events still set?  Read only. */
 static void monitoring_sweep(struct cov_sweep *out)
 {
@@ -449,8 +635,7 @@ static void monitoring_sweep(struct cov_sweep *out)
 	    strcmp(py->Unicode_AsUTF8AndSize(name, NULL) ?: "", "covinject"))
 		lost |= COV_MON_TOOL;
 	else if (!(ev = py->Object_CallMethod(monitoring, "get_events", "i", tool_id)) ||
-		 py->Long_AsLong(ev) != (ev_line | ev_start | ev_branch | ev_left | ev_right |
-					 ev_jump))
+		 py->Long_AsLong(ev) != all_events())
 		lost |= COV_MON_EVENTS;
 	py->Err_Clear();
 	if (name)
@@ -472,16 +657,27 @@ void cov_collect_sweep(struct cov_sweep *out)
 	memset(out, 0, sizeof(*out));
 	if (!py)
 		return;
-	if (use_monitoring())
+	if (use_monitoring()) {
 		monitoring_sweep(out);
-	else
+		subs_walk(-1, 1);	/* new sub-interpreters */
+	} else {
 		cov_trace_sweep(out);
+	}
+}
+
+void cov_collect_interps(uint32_t total, uint32_t *measured, uint32_t *isolated)
+{
+	*measured = total;	/* <= 3.11: every interpreter's threads */
+	*isolated = 0;
+	if (py && use_monitoring())
+		subs_count(measured, isolated);
 }
 
 /*
  * After a reset or in a forked child: the data starts afresh, so lines that
  * returned DISABLE must fire again.  sys.monitoring.restart_events() re-arms
- * them for every tool, not only ours (3.12+; <= 3.11 needs nothing).
+ * them for every tool, not only ours, in one interpreter: ours are visited
+ * for theirs (3.12+; <= 3.11 needs nothing).
  */
 void cov_collect_rearm(void)
 {
@@ -490,8 +686,10 @@ void cov_collect_rearm(void)
 	cov_store_zero();
 	if (branch_mode)
 		cov_arcs_zero();
-	if (use_monitoring() && monitoring)
+	if (use_monitoring() && monitoring) {
 		CALL(ignore, sizeof(ignore), monitoring, "restart_events", "");
+		subs_walk(V_RESTART, 0);
+	}
 }
 
 static void release_key(const void *key)

@@ -39,7 +39,13 @@ void cov_collect_sweep(struct cov_sweep *out);
 /* The current thread's state was just made by PyGILState_Ensure (got.c):
  * give it the tracer (3.9-3.11) unless it has one.  GIL held. */
 void cov_collect_new_thread(void);
+/* The current thread state was just made current by PyEval_AcquireThread
+ * (got.c): one never met gets the tracer (3.9-3.11).  GIL held. */
+void cov_collect_acquired(void);
 void cov_collect_stop(void);
+/* Of total interpreters: how many are measured, and how many never can be
+ * (their own allocator and GIL: interps.c). */
+void cov_collect_interps(uint32_t total, uint32_t *measured, uint32_t *isolated);
 /* Zero the data and re-arm disabled events (reset, forked child). */
 void cov_collect_rearm(void);
 void cov_collect_release(void);

@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #define COV_STATE_MAGIC	0x31746e6a69766f63ULL	/* "covinjt1" */
-#define COV_STATE_ABI	5
+#define COV_STATE_ABI	6
 #define COV_PATH_MAX	4096
 #define COV_ERR_MAX	512
 
@@ -71,8 +71,10 @@ struct cov_state {
 	uint32_t handlers_lost;		/* the program replaced a handler of ours */
 	uint32_t forked;		/* 1 in a child forked while collecting */
 	uint32_t no_interpreter;	/* start failed: libpython not initialised */
-	uint32_t interpreters;		/* in the process; only the main one
-					 * is measured */
+	uint32_t interpreters;		/* in the process, the main one too */
+	uint32_t interps_measured;	/* of them collecting */
+	uint32_t interps_isolated;	/* of them with their own allocator
+					 * and GIL: never measured */
 	uint32_t unhooked;		/* 1 in a child forked without Python's
 					 * after-fork hooks: it inherited the
 					 * collector, not its thread or pipe */

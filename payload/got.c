@@ -1,5 +1,5 @@
 /*
- * got.c - two C entry points of the interpreter we step in front of, by
+ * got.c - three C entry points of the interpreter we step in front of, by
  * pointing the GOT cells that name them at our functions while collecting
  * (stop puts every cell back):
  *
@@ -20,6 +20,10 @@
  *   request only, which the one-second sweep would never see.  ensure_hook
  *   gives a thread state it just created the tracer, from its first frame.
  *
+ *   PyEval_AcquireThread, likewise: how mod_wsgi enters a sub-interpreter,
+ *   on thread states it makes itself with PyThreadState_New.  acquire_hook
+ *   gives one the sweep never met the tracer before its first frame.
+ *
  * The cells are data, in each object's relocation targets: every PLT slot
  * whose relocation names the symbol (generic ELF: DT_JMPREL lists only such
  * slots), and any other cell naming it that holds its address (a GLOB_DAT
@@ -35,7 +39,7 @@
 #include "collect.h"
 #include "payload.h"
 
-#define MAX_CELLS 512	/* objects that call PyGILState_Ensure, and _exit */
+#define MAX_CELLS 512	/* objects that call the hooked functions */
 
 /* A loaded object: its load address and program headers. */
 struct object {
@@ -72,6 +76,12 @@ static int ensure_hook(void)
 	if (fresh)
 		cov_collect_new_thread();
 	return r;
+}
+
+static void acquire_hook(PyThreadState *ts)
+{
+	cov_py.Eval_AcquireThread(ts);
+	cov_collect_acquired();
 }
 
 /* glibc's loader made some d_ptr absolute (see inject/elf.c); others not. */
@@ -156,7 +166,7 @@ static void hook_object(const struct object *o, const ElfW(Dyn) *d,
 		hook_cells(o, rela, nrela, syms, strs, 0, h);
 }
 
-/* _exit in the interpreter's object; PyGILState_Ensure in every other
+/* _exit in the interpreter's object; the others in every other
  * (not ours: the payload calls the interpreter through pointers). */
 static int holds(const struct object *o, uintptr_t a)
 {
@@ -189,13 +199,17 @@ void cov_got_install(int trace)
 	struct hook ex = { "_exit", (uintptr_t)&_exit, (uintptr_t)exit_hook };
 	struct hook en = { "PyGILState_Ensure", (uintptr_t)cov_py.GILState_Ensure,
 			   (uintptr_t)ensure_hook };
+	struct hook aq = { "PyEval_AcquireThread", (uintptr_t)cov_py.Eval_AcquireThread,
+			   (uintptr_t)acquire_hook };
 
 	if (ncells)
 		return;
 	interp_code = (uintptr_t)cov_py.GetVersion;
 	dl_iterate_phdr(each_object, &ex);
-	if (trace)
+	if (trace) {
 		dl_iterate_phdr(each_object, &en);
+		dl_iterate_phdr(each_object, &aq);
+	}
 }
 
 /* At stop: every cell as it was, last changed first. */

@@ -126,6 +126,11 @@ static int is_exiting(void)
 	return __atomic_load_n(&exiting, __ATOMIC_SEQ_CST);
 }
 
+int cov_exiting(void)
+{
+	return is_exiting();
+}
+
 static void set_phase(enum cov_phase p)
 {
 	cov_state_begin();
@@ -236,6 +241,10 @@ static int dump(int reset)
 		return 0;
 	}
 	sweep_locked();		/* dump and stop report what it finds */
+	if (is_exiting()) {	/* a visit of the sweep let cov_on_exit run */
+		cov_py.GILState_Release(gil);
+		return 0;
+	}
 	rc = cov_collect_snapshot(&snap);
 	cov_store_counts(&files, &lines);
 	if (!rc && reset)
@@ -583,15 +592,22 @@ static int wait_interpreter(void)
 }
 
 /* The interpreters of the process (sub-interpreters: mod_wsgi's
- * application groups); GIL held. */
-static uint32_t count_interpreters(void)
+ * application groups), and of them measured and isolated; GIL held. */
+static void count_interpreters(uint32_t n[3])
 {
-	uint32_t n = 0;
-
-	for (PyInterpreterState *i = cov_py.InterpreterState_Head(); i && n < 1u << 20;
+	n[0] = 0;
+	for (PyInterpreterState *i = cov_py.InterpreterState_Head(); i && n[0] < 1u << 20;
 	     i = cov_py.InterpreterState_Next(i))
-		n++;
-	return n;
+		n[0]++;
+	cov_collect_interps(n[0], &n[1], &n[2]);
+}
+
+/* Inside cov_state_begin/end. */
+static void publish_interpreters(const uint32_t n[3])
+{
+	cov_state.interpreters = n[0];
+	cov_state.interps_measured = n[1];
+	cov_state.interps_isolated = n[2];
 }
 
 /*
@@ -623,7 +639,7 @@ static int setup(void)
 {
 	char err[COV_ERR_MAX] = "";
 	struct cov_collect_info info;
-	uint32_t interps;
+	uint32_t interps[3];
 	int gil, rc;
 
 	if (cov_pyapi_load(&cov_py, err, sizeof(err))) {
@@ -652,7 +668,7 @@ static int setup(void)
 		cov_got_install(info.tool_id < 0);
 	if (rc)
 		cov_collect_release();
-	interps = count_interpreters();
+	count_interpreters(interps);
 	cov_py.GILState_Release(gil);
 	if (rc) {
 		set_error("start collecting: %s", err);
@@ -663,7 +679,7 @@ static int setup(void)
 	cov_state.tool_id = info.tool_id;
 	cov_state.threads = info.threads;
 	cov_state.skipped_threads = info.skipped;
-	cov_state.interpreters = interps;
+	publish_interpreters(interps);
 	cov_state_end();
 	return 0;
 }
@@ -683,10 +699,12 @@ static void teardown(void)
 static void sweep_locked(void)
 {
 	struct cov_sweep w;
-	uint32_t interps;
+	uint32_t interps[3];
 
 	cov_collect_sweep(&w);
-	interps = count_interpreters();
+	if (is_exiting())
+		return;	/* a visit let cov_on_exit run: touch nothing more */
+	count_interpreters(interps);
 	cov_state_begin();
 	cov_state.threads_now = w.live;
 	cov_state.threads_ours = w.ours;
@@ -697,7 +715,7 @@ static void sweep_locked(void)
 	cov_state.monitoring_lost = w.monitoring_lost;
 	cov_state.monitoring_lost_ns = w.monitoring_lost_ns;
 	cov_state.handlers_lost = cov_signals_lost();
-	cov_state.interpreters = interps;
+	publish_interpreters(interps);
 	cov_state.sweeps++;
 	cov_state_end();
 }

@@ -31,9 +31,14 @@ int cov_hooks_install(char *err, size_t len);
 void cov_hooks_remove(void);
 
 /* got.c: os._exit writes the final snapshot too; threads C code brings
- * into Python get the tracer at once (trace: 3.9-3.11).  GIL held. */
+ * into Python, or into a sub-interpreter, get the tracer at once (trace:
+ * 3.9-3.11).  GIL held. */
 void cov_got_install(int trace);
 void cov_got_remove(void);
+
+/* payload.c: 1 once the interpreter is finalizing (cov_on_exit ran):
+ * from then on nothing of ours touches Python. */
+int cov_exiting(void);
 
 /* payload.c: called by hooks.c with the GIL held. */
 void cov_on_exit(void);

@@ -112,6 +112,17 @@ struct pyapi {
 	unsigned long long (*ThreadState_GetID)(PyThreadState *);
 	PyFrameObject *(*ThreadState_GetFrame)(PyThreadState *);	/* new ref */
 	PyFrameObject *(*Frame_GetBack)(PyFrameObject *);		/* new ref */
+	/* Sub-interpreters (interps.c): a visit, and whether one shares the
+	 * main interpreter's allocator (3.12: a feature flag; 3.13+: its
+	 * config; 3.9-3.11: always). */
+	PyThreadState *(*ThreadState_New)(PyInterpreterState *);
+	PyThreadState *(*ThreadState_Swap)(PyThreadState *);
+	void (*ThreadState_Clear)(PyThreadState *);
+	void (*ThreadState_Delete)(PyThreadState *);
+	long long (*InterpreterState_GetID)(PyInterpreterState *);
+	void (*Eval_AcquireThread)(PyThreadState *);
+	int (*Interp_HasFeature)(PyInterpreterState *, unsigned long);
+	int (*InterpConfig_FromState)(void *, PyInterpreterState *);
 	PyObject *None;
 	void *CodeType, *FrameType;
 	/* Offsets found at run time in the types' tp_members. */

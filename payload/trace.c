@@ -1,7 +1,7 @@
 /*
  * trace.c - the collector of CPython 3.9-3.11: a C trace function on every
- * thread state, and the sweep that knows, per thread, whether it is still
- * there.
+ * thread state (of every interpreter), and the sweep that knows, per
+ * thread, whether it is still there.
  *
  * The trace function is on_trace with, as its object, `tracer`: a builtin
  * function made at run time (PyCFunction_NewEx on a static method table).
@@ -238,6 +238,29 @@ static void find_f_trace(PyFrameObject *frame)
 
 /* ---- the sweep --------------------------------------------------------- */
 
+/* Every thread state of every interpreter: on 3.9-3.11 sub-interpreters
+ * (mod_wsgi's application groups) share the GIL and the allocator, and
+ * their threads get the tracer like the main one's. */
+struct walk {
+	PyInterpreterState *in;	/* the next interpreter */
+	PyThreadState *ts;
+};
+
+static PyThreadState *walk_next(struct walk *w)
+{
+	if (w->ts)
+		w->ts = py->ThreadState_Next(w->ts);
+	while (!w->ts && w->in) {
+		w->ts = py->InterpreterState_ThreadHead(w->in);
+		w->in = py->InterpreterState_Next(w->in);
+	}
+	return w->ts;
+}
+
+#define EACH_TSTATE(w, ts) \
+	for (struct walk w = { py->InterpreterState_Head(), NULL }; \
+	     (ts = walk_next(&w)) != NULL;)
+
 static struct seen *met(unsigned long long id)
 {
 	for (size_t i = 0; i < nseen; i++)
@@ -369,14 +392,12 @@ void cov_trace_sweep(struct cov_sweep *out)
 	struct seen *s;
 
 	memset(out, 0, sizeof(*out));
-	for (ts = py->InterpreterState_ThreadHead(py->InterpreterState_Main()); ts;
-	     ts = py->ThreadState_Next(ts))
+	EACH_TSTATE(w, ts)
 		n++;
 	if (!active || off_func < 0 || grow_seen(n))
 		return;
 	n = 0;
-	for (ts = py->InterpreterState_ThreadHead(py->InterpreterState_Main()); ts;
-	     ts = py->ThreadState_Next(ts)) {
+	EACH_TSTATE(w, ts) {
 		const struct seen *prev;
 
 		if (ts == me || n >= seen_cap)
@@ -410,6 +431,27 @@ void cov_trace_new_thread(void)
 		return;
 	if (py->Eval_SetTraceTs(ts, on_trace, tracer))
 		py->Err_Clear();
+}
+
+/*
+ * The current thread state was just made current by PyEval_AcquireThread
+ * (got.c): mod_wsgi enters a sub-interpreter that way, on a thread state
+ * of its own making (PyThreadState_New) kept per request thread.  One the
+ * sweep never met gets the tracer now, before its first frame, on the
+ * sweep's terms; one it met keeps what it has (the program may have
+ * removed ours).
+ */
+void cov_trace_acquired(void)
+{
+	PyThreadState *ts;
+
+	if (!active || off_func < 0 || hook_lost_ns || !(ts = py->ThreadState_Get()) ||
+	    SLOT(ts, off_func, void *) || met(py->ThreadState_GetID(ts)))
+		return;
+	if (py->Eval_SetTraceTs(ts, on_trace, tracer))
+		py->Err_Clear();
+	else
+		note_ours();
 }
 
 /* ---- start and stop ---------------------------------------------------- */
@@ -499,8 +541,7 @@ void cov_trace_stop(void)
 	if (!active)
 		return;
 	active = 0;
-	for (ts = py->InterpreterState_ThreadHead(py->InterpreterState_Main());
-	     ts; ts = py->ThreadState_Next(ts)) {
+	EACH_TSTATE(w, ts) {
 		if ((SLOT(ts, off_func, void *) == (void *)on_trace ||
 		     SLOT(ts, off_obj, void *) == tracer) &&
 		    py->Eval_SetTraceTs(ts, NULL, NULL))

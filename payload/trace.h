@@ -10,6 +10,7 @@ int cov_trace_start(struct pyapi *py, struct cov_collect_info *info, char *err,
 		    size_t len);
 void cov_trace_sweep(struct cov_sweep *out);
 void cov_trace_new_thread(void);
+void cov_trace_acquired(void);
 void cov_trace_stop(void);
 
 #endif

@@ -1,15 +1,43 @@
-# A main interpreter and one sub-interpreter (as mod_wsgi runs each
-# application group), which stays alive; "run" on stdin runs code in it.
+# A main interpreter and sub-interpreters that stay alive, as mod_wsgi runs
+# each application group: one that shares the main interpreter's GIL and
+# allocator ("legacy"; every one does on 3.9-3.11) and, on 3.12+, an
+# isolated one (its own GIL and allocator).  Each line on stdin runs
+# subinterp_work in each of them; "new" first makes one more shared one.
+# READY <shared> <isolated>.
+import os
 import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 try:
     import _interpreters as interpreters        # 3.13+
 except ImportError:
-    import _xxsubinterpreters as interpreters   # 3.8-3.12
+    import _xxsubinterpreters as interpreters   # 3.9-3.12
 
-iid = interpreters.create()
-interpreters.run_string(iid, "x = 1")
-print("READY", flush=True)
+
+def create(isolated):
+    if sys.version_info >= (3, 13):
+        return interpreters.create("isolated" if isolated else "legacy")
+    if sys.version_info >= (3, 12):
+        return interpreters.create(isolated=isolated)
+    return interpreters.create()
+
+
+def run(iid, call):
+    interpreters.run_string(iid, "import sys\nif %r not in sys.path: sys.path.insert(0, %r)\n"
+                            "import subinterp_work\nsubinterp_work.%s\n" % (HERE, HERE, call))
+
+
+shared = [create(False)]
+isolated = create(True) if sys.version_info >= (3, 12) else None
+print("READY 1 %d" % (isolated is not None), flush=True)
 for line in sys.stdin:
-    interpreters.run_string(iid, "x += 1")
+    if line.strip() == "new":
+        shared.append(create(False))
+        print("made", flush=True)
+        continue
+    for iid in shared:
+        run(iid, "shared()")
+    if isolated is not None:
+        run(isolated, "isolated()")
     print("ran", flush=True)
