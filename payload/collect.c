@@ -341,7 +341,13 @@ fail_py:
  * Our tool in the current interpreter's sys.monitoring mon: a free id, our
  * callbacks, our events.  *id is set as soon as the id is ours, so that
  * disarm can undo a failure half-way.
-
+ *
+ * After an earlier session in this process, restart_events too: a line
+ * that returned DISABLE then stays disabled for the tool id in every code
+ * object that has not run since (CPython re-instruments a code object
+ * only for events that changed from its point of view: 3.12-3.15), and
+ * would never count again.  It re-arms other tools' disabled events too,
+ * which then only cost them one more callback each.
  */
 static int arm(PyObject *mon, int *id, char *err, size_t len)
 {
@@ -350,9 +356,10 @@ static int arm(PyObject *mon, int *id, char *err, size_t len)
 	if (free_id < 0 || CALL(err, len, mon, "use_tool_id", "is", free_id, "covinject"))
 		return -1;
 	*id = free_id;
-	if (each_cb(mon, free_id, err, len, 0))
+	if (each_cb(mon, free_id, err, len, 0) ||
+	    CALL(err, len, mon, "set_events", "il", free_id, all_events()))
 		return -1;
-	return CALL(err, len, mon, "set_events", "il", free_id, all_events());
+	return cov_state.starts > 1 ? CALL(err, len, mon, "restart_events", "") : 0;
 }
 
 static void disarm(PyObject *mon, int id)

@@ -21,7 +21,8 @@ from lib import (COVINJECT, DOCKER_CAPS, FREE_THREADED, ROOT, SUPPORTED, TARGETS
 
 def t_http_server(exe, tmp):
     """Routes hit after start are recorded exactly, others are not; the
-    worker thread's running loop is recorded; dump, stop, start again."""
+    worker thread's running loop is recorded; dump, stop, start again, and
+    a third time for a route that ran in the first session only."""
     script = "http_server.py"
     t = Target(exe, script)
     port = int(t.ready[1])
@@ -67,6 +68,14 @@ def t_http_server(exe, tmp):
     check(got & body["c"] == tagged(script, "c"), "route_c lines %s in 2nd session" % sorted(got & body["c"]))
     check(not got & (body["a"] | body["b"]), "2nd session has lines run before it: %s" % sorted(got & (body["a"] | body["b"])))
     check(get(port, "/a") == "a2" and t.alive(), "server unhealthy after the second stop")
+    # a third: route_b ran in the first session and not since; its lines,
+    # disabled then (3.12+: sys.monitoring's DISABLE), count again
+    cli_ok("start", "-o", tmp, t.pid)
+    get(port, "/b")
+    third = cli_ok("stop", t.pid).strip()
+    got = measured(third, script)
+    check(got & body["b"] == tagged(script, "b"), "route_b lines %s in the 3rd session" %
+          sorted(got & body["b"]))
     t.proc.kill()
     out, err = t.proc.communicate()
     check(out == "" and err == "", "the target printed %r / %r" % (out, err))
