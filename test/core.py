@@ -287,6 +287,9 @@ def t_trace_idioms(exe, tmp):
         r"^covinject: dump %d: warning: not collecting everywhere: the program removed"
         % t.pid, r.stderr)) == old, "dump: %d %r" % (r.returncode, r.stderr))
     run("release")
+    if old:     # join() returns a moment before the thread's state is unlinked
+        wait_for(lambda: "on 1 of 1 threads" in cli_ok("status", t.pid),
+                 "the released thread gone from status")
     r = cli("stop", t.pid)
     check(r.returncode == 0 and bool(re.search(
         r"^covinject: stop %d: warning: not collecting everywhere: the program removed"
