@@ -274,11 +274,14 @@ static int dumped(const struct cov_state *s, uint32_t before)
 	return s->dumps + s->dump_errors != before;
 }
 
-/* Stopped, or collecting again after a final snapshot that failed. */
+/* Stopped, or collecting again after a final snapshot that failed; with
+ * uWSGI without threads, the final snapshot written (the collector goes
+ * at the next request, when the GIL comes). */
 static int stopped(const struct cov_state *s, uint32_t errors_before)
 {
 	return s->phase == COV_STOPPED || s->phase == COV_FAILED ||
-	       (s->phase == COV_COLLECTING && s->dump_errors != errors_before);
+	       (s->phase == COV_COLLECTING && s->dump_errors != errors_before) ||
+	       (s->phase == COV_STOPPING && s->gil_at_requests && s->final_written);
 }
 
 int cli_dump(struct cli_opts *o, pid_t pid)
@@ -322,6 +325,11 @@ int cli_stop(struct cli_opts *o, pid_t pid)
 			"stop -o DIR %d)", s.error, (int)pid, (int)pid);
 		return EXIT_FAIL;
 	}
+	if (s.phase == COV_STOPPING)
+		fprintf(stderr, "covinject: stop %d: final snapshot written; the collector "
+			"is removed at the next request (uWSGI without --enable-threads "
+			"lends the GIL only then; covinject status %d shows it)\n",
+			(int)pid, (int)pid);
 	return print_file(o, pid, &s, "stop");
 }
 
@@ -337,6 +345,9 @@ static void print_status(pid_t pid, const struct cov_state *s)
 	}
 	printf("pid %d: covinject loaded, %s%s\n", (int)pid, cli_phase_name(s->phase),
 	       s->forked ? " (forked from a collecting parent)" : "");
+	if (s->phase == COV_STOPPING && s->final_written)
+		printf("stopping: the final snapshot is written; the collector is removed "
+		       "at the next request (uWSGI without --enable-threads)\n");
 	printf("python: %d.%d\n", (s->py_hex >> 24) & 255, (s->py_hex >> 16) & 255);
 	printf("signals: dump SIG%s, stop SIG%s%s%s\n",
 	       cli_signal_name(s->dump_sig, d, sizeof(d)),

@@ -78,6 +78,10 @@ struct cov_state {
 	uint32_t unhooked;		/* 1 in a child forked without Python's
 					 * after-fork hooks: it inherited the
 					 * collector, not its thread or pipe */
+	uint32_t gil_at_requests;	/* uWSGI without threads: the GIL only
+					 * while a request runs Python */
+	uint32_t final_written;		/* stopping: the final snapshot is
+					 * written, the collector not yet removed */
 	int64_t last_dump_ns;		/* CLOCK_REALTIME of the last snapshot */
 	/* Where data is not collected, as the last sweep (every second, and
 	 * before each snapshot) found it. */

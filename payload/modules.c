@@ -482,7 +482,7 @@ static int import_lines_of(PyObject *mod)
 	return 1;
 }
 
-void cov_modules_import_lines(struct pyapi *api, int *stop)
+void cov_modules_import_lines(struct pyapi *api, int *stop, int keep_gil)
 {
 	PyObject *modules, *list;
 	PyThreadState *ts;
@@ -497,8 +497,8 @@ void cov_modules_import_lines(struct pyapi *api, int *stop)
 		int worked = import_lines_of(py->List_GetItem(list, i));
 
 		py->Err_Clear();
-		if (!worked)
-			continue;	/* skipped cheaply: keep the GIL */
+		if (!worked || keep_gil)
+			continue;	/* skipped cheaply, or told to: keep the GIL */
 		/* Let the program run: a release alone is not enough, we would
 		 * take the GIL back before a waiting thread even woke up. */
 		ts = py->Eval_SaveThread();

@@ -1,6 +1,6 @@
 /* modules.h - --source packages and the import context (payload/modules.c).
  * Call with the GIL held; cov_modules_import_lines releases it between
- * modules. */
+ * modules unless told not to. */
 #ifndef COVINJECT_MODULES_H
 #define COVINJECT_MODULES_H
 
@@ -14,7 +14,8 @@ int cov_modules_resolve(struct pyapi *py, const char *const *names, char **out,
 			int max, int *n, char *err, size_t len);
 
 /* Record the import context of every module in sys.modules that is in
- * scope; stops early once *stop is set. */
-void cov_modules_import_lines(struct pyapi *py, int *stop);
+ * scope; stops early once *stop is set.  keep_gil: in one hold (uWSGI
+ * without threads, where a release lasts until the next request). */
+void cov_modules_import_lines(struct pyapi *py, int *stop, int keep_gil);
 
 #endif

@@ -100,11 +100,14 @@ static uint32_t dumped_files, dumped_lines;	/* what the last snapshot held */
  *   under write_lock (ours at a snapshot, a reset, a new directory;
  *   cov_on_exit's final snapshot), or in cov_start / a forked child,
  *   where no other thread of ours runs.  Lock order: write_lock, then
- *   state_lock; a fork takes both (before_fork), so a child never
- *   inherits either locked.
+ *   state_lock, then store.c's store_lock; a fork takes all three
+ *   (before_fork), so a child never inherits one locked.
  * - cov_cfg, wake, dir_sock, scope: set by cov_start and the forked
  *   child before our thread starts, then read only.
  * - The store, the collectors and the Python objects they hold: the GIL.
+ *   One exception: with gil_at_requests (uWSGI without threads) ours
+ *   copies a plain snapshot without the GIL, under store_lock, which
+ *   everything in store.c that allocates or frees holds too.
  */
 
 /* ---- the status block (a sequence counter guards readers) --------------- */
@@ -224,6 +227,25 @@ static int write_snap(struct cov_snap *snap, uint32_t files, uint32_t lines)
 
 static void sweep_locked(void);
 
+/* uWSGI without threads never lends the GIL while idle: a plain snapshot
+ * is copied without it there (store.c, store_lock). */
+static int dump_nogil(void)
+{
+	struct cov_snap snap;
+	uint32_t files, lines;
+
+	if (is_exiting())
+		return 0;
+	if (cov_store_snapshot_nogil(&snap, &files, &lines)) {
+		set_error("snapshot: out of memory");
+		cov_state_begin();
+		cov_state.dump_errors++;
+		cov_state_end();
+		return -1;
+	}
+	return write_snap(&snap, files, lines);
+}
+
 /* Copy under the GIL (microseconds), write without it.  With reset, the
  * data starts afresh after the copy and goes to a new file.  0, or -1 if
  * the snapshot failed (the data is still all in memory). */
@@ -235,6 +257,8 @@ static int dump(int reset)
 
 	if (is_exiting())
 		return 0;
+	if (cov_cfg.gil_at_requests && !reset && !cov_cfg.branch)
+		return dump_nogil();
 	gil = cov_py.GILState_Ensure();
 	if (is_exiting()) {	/* cov_on_exit ran while we waited for the GIL */
 		cov_py.GILState_Release(gil);
@@ -488,10 +512,12 @@ static void before_fork(void)
 {
 	pthread_mutex_lock(&write_lock);
 	pthread_mutex_lock(&state_lock);
+	cov_store_lock();
 }
 
 static void after_fork(void)
 {
+	cov_store_unlock();
 	pthread_mutex_unlock(&state_lock);
 	pthread_mutex_unlock(&write_lock);
 }
@@ -574,7 +600,7 @@ static void import_lines(void)
 		return;
 	gil = cov_py.GILState_Ensure();
 	if (!is_exiting())
-		cov_modules_import_lines(&cov_py, &exiting);
+		cov_modules_import_lines(&cov_py, &exiting, cov_cfg.gil_at_requests);
 	cov_py.GILState_Release(gil);
 }
 
@@ -840,8 +866,14 @@ static void *payload_main(void *arg)
 		if (is_exiting())
 			return NULL;	/* cov_on_exit did the rest */
 		set_phase(COV_STOPPING);
-		if (dump(0) == 0)
+		if (dump(0) == 0) {
+			/* uWSGI without threads: the data is safe now; removing
+			 * the collector waits for the GIL, at the next request */
+			cov_state_begin();
+			cov_state.final_written = 1;
+			cov_state_end();
 			break;
+		}
 		/* The final snapshot failed: discard nothing, collect on, and
 		 * let stop be asked again (stop -o DIR can write elsewhere). */
 		set_phase(COV_COLLECTING);
@@ -914,6 +946,8 @@ static int start(const char *config)
 	cov_state.interval_ms = cov_cfg.interval_ms;
 	reset_counters();
 	cov_state.forked = cov_state.handlers_lost = cov_state.unhooked = 0;
+	cov_state.final_written = 0;
+	cov_state.gil_at_requests = cov_cfg.gil_at_requests;
 	cov_state.no_interpreter = 0;
 	cov_state_end();
 	snprintf(out_shown, sizeof(out_shown), "%s", cov_cfg.out_dir);

@@ -13,6 +13,7 @@
  * for --source, --include and --omit, decided once per file.
  */
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,26 @@ static const struct cov_scope *scope;
 static const struct cov_filter *filter;
 static uint32_t total_files, total_lines;	/* in scope, with lines */
 static uint32_t *pub_files, *pub_lines;		/* cov_store_publish */
+/*
+ * The GIL is the store's lock, with one exception: uWSGI without threads
+ * never lends the GIL while idle, so there snapshots are copied without it
+ * (cov_store_snapshot_nogil).  Everything that allocates, frees or links
+ * (a new file, bits that grow, zero, clear) therefore also holds
+ * store_lock, always taken after the GIL and never held while waiting for
+ * it; the hot path's bit stores are not locked: a copy made meanwhile may
+ * miss a line set at that instant, which the next snapshot has.
+ */
+static pthread_mutex_t store_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void cov_store_lock(void)
+{
+	pthread_mutex_lock(&store_lock);
+}
+
+void cov_store_unlock(void)
+{
+	pthread_mutex_unlock(&store_lock);
+}
 
 static void publish(void)
 {
@@ -316,8 +337,10 @@ struct cov_file *cov_store_file(const char *filename)
 	}
 	f->path = path;
 	f->in_scope = cov_path_measured(scope, filter, path) && !named_outside(filename);
+	cov_store_lock();
 	f->next = files;
 	files = f;
+	cov_store_unlock();
 	return f;
 }
 
@@ -346,7 +369,12 @@ static int bits_grow(uint8_t **bits, uint32_t *nbytes, int line)
 
 int cov_grow_mark(struct cov_file *f, int line)
 {
-	if (bits_grow(&f->bits, &f->nbytes, line))
+	int rc;
+
+	cov_store_lock();
+	rc = bits_grow(&f->bits, &f->nbytes, line);
+	cov_store_unlock();
+	if (rc)
 		return -1;
 	cov_store_mark(f, line);
 	return 0;
@@ -357,9 +385,16 @@ int cov_store_mark_import(struct cov_file *f, int line)
 	struct cov_bits *b = &f->imported;
 	uint8_t bit = 1u << (line & 7);
 
+	int rc = 0;
+
 	if (line <= 0)
 		return 0;
-	if ((uint32_t)line >> 3 >= b->nbytes && bits_grow(&b->bits, &b->nbytes, line))
+	if ((uint32_t)line >> 3 >= b->nbytes) {
+		cov_store_lock();
+		rc = bits_grow(&b->bits, &b->nbytes, line);
+		cov_store_unlock();
+	}
+	if (rc)
 		return -1;
 	if (!(b->bits[line >> 3] & bit)) {
 		b->bits[line >> 3] |= bit;
@@ -370,11 +405,13 @@ int cov_store_mark_import(struct cov_file *f, int line)
 
 void cov_store_zero(void)
 {
+	cov_store_lock();
 	for (struct cov_file *f = files; f; f = f->next) {
 		if (f->bits)
 			memset(f->bits, 0, f->nbytes);
 		f->nlines = 0;
 	}
+	cov_store_unlock();
 	total_files = total_lines = 0;
 	publish();
 }
@@ -383,6 +420,7 @@ void cov_store_clear(void (*release)(const void *key))
 {
 	struct cov_file *f, *next;
 
+	cov_store_lock();
 	for (size_t i = 0; i < cap; i++)
 		if (slots[i].key && release)
 			release(slots[i].key);
@@ -397,6 +435,7 @@ void cov_store_clear(void (*release)(const void *key))
 		free(f);
 	}
 	files = NULL;
+	cov_store_unlock();
 }
 
 void cov_store_counts(uint32_t *nfiles, uint32_t *nlines)
@@ -431,7 +470,9 @@ static int worth_writing(const struct cov_file *f)
 	return f->in_scope && (f->nlines || f->imported.nlines);
 }
 
-int cov_store_snapshot(struct cov_snap *s)
+/* The copy, under store_lock; index: note each file's place in it (for
+ * arcs.c, GIL held). */
+static int snapshot(struct cov_snap *s, int index)
 {
 	size_t n = 0;
 
@@ -443,10 +484,12 @@ int cov_store_snapshot(struct cov_snap *s)
 	for (struct cov_file *f = files; f; f = f->next) {
 		struct cov_snap_file *sf;
 
-		f->snap_index = -1;
-		if (!worth_writing(f))
-			continue;
-		f->snap_index = (int)s->n;
+		if (index)
+			f->snap_index = -1;
+		if (!worth_writing(f) || s->n == n)
+			continue;	/* (a file the hot path just met: next time) */
+		if (index)
+			f->snap_index = (int)s->n;
 		sf = &s->files[s->n++];
 		if (!(sf->path = strdup(f->path)) ||
 		    copy_bits(f->bits, f->nbytes, &sf->bits, &sf->nbytes) ||
@@ -457,6 +500,27 @@ int cov_store_snapshot(struct cov_snap *s)
 		}
 	}
 	return 0;
+}
+
+int cov_store_snapshot(struct cov_snap *s)
+{
+	int rc;
+
+	cov_store_lock();
+	rc = snapshot(s, 1);
+	cov_store_unlock();
+	return rc;
+}
+
+int cov_store_snapshot_nogil(struct cov_snap *s, uint32_t *nfiles, uint32_t *nlines)
+{
+	int rc;
+
+	cov_store_lock();
+	rc = snapshot(s, 0);
+	cov_store_counts(nfiles, nlines);
+	cov_store_unlock();
+	return rc;
 }
 
 void cov_snap_free(struct cov_snap *s)

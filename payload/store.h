@@ -1,6 +1,7 @@
 /*
  * store.h - executed lines, per file, as bit sets (payload/store.c).
- * Every function is called with the GIL held: the GIL is the lock.  The
+ * Every function is called with the GIL held: the GIL is the lock (but for
+ * cov_store_snapshot_nogil: see store.c, store_lock).  The
  * running totals are also stored, as each changes, into the two words
  * given to cov_store_publish (the status block), with relaxed atomic
  * stores, so a reader outside the process sees them live.
@@ -90,6 +91,11 @@ void cov_store_zero(void);
 void cov_store_clear(void (*release)(const void *key));
 
 int cov_store_snapshot(struct cov_snap *s);
+/* The same, without the GIL, and the totals (uWSGI without threads). */
+int cov_store_snapshot_nogil(struct cov_snap *s, uint32_t *files, uint32_t *lines);
+/* store_lock (store.c): a fork takes it, so no child inherits it held. */
+void cov_store_lock(void);
+void cov_store_unlock(void);
 void cov_snap_free(struct cov_snap *s);
 void cov_store_counts(uint32_t *files, uint32_t *lines);
 /* Where the totals (files with lines, lines) go as they change, or NULL. */

@@ -264,8 +264,10 @@ def t_gunicorn(exe, tmp):
 
 def t_uwsgi(tmp):
     """uWSGI (Debian's uwsgi-plugin-python3).  Without --enable-threads it
-    keeps the GIL outside Python: under traffic the workers start, dump and
-    stop at their requests, and the master (no Python after boot) is skipped;
+    keeps the GIL outside Python: under traffic the workers start at their
+    requests, the master (no Python after boot) is skipped; without traffic
+    dump and stop still write their snapshots (copied without the GIL) and
+    the collector goes at the next request;
     with it, a master and
     2 workers attached with --tree, recycled every 3 requests: the workers
     it respawns are forked without Python's hooks (no --py-call-osafterfork)
@@ -325,15 +327,31 @@ def t_uwsgi(tmp):
                                  "RTMIN+3", "--stop-signal", "RTMIN+4", "-o", tmp, master)
                     check("%d: loaded; collection begins at its next request" % master in out
                           and out.count("collecting in") == 2, "start --tree: %r" % out)
-                    dumped = cli_ok("dump", "--tree", master)
-                    v = tagged("wsgiapp.py", "v")
-                    check(any(v <= measured(p, os.path.join(mini, "wsgiapp.py"))
-                              for p in re.findall(r"^\d+: (/\S+)", dumped, re.M)),
-                          "no view lines: %r" % dumped)
-                    cli_ok("stop", "--tree", master)
+                    wait_for(lambda: cli_ok("status", "--tree", master).count(
+                        "covinject loaded, collecting") == 2, "both workers collecting")
                 finally:
                     stop_traffic.set()
                     load.join()
+                # no traffic: snapshots are copied without the GIL
+                v = tagged("wsgiapp.py", "v")
+                dumped = cli_ok("dump", "--tree", "--timeout", "5", master)
+                check(any(v <= measured(p, os.path.join(mini, "wsgiapp.py"))
+                          for p in re.findall(r"^\d+: (/\S+)", dumped, re.M)),
+                      "no view lines in a snapshot without traffic: %r" % dumped)
+                r = cli("stop", "--tree", "--timeout", "5", master)
+                finals = re.findall(r"^\d+: (/\S+)", r.stdout, re.M)
+                check(r.returncode == 0 and len(finals) == 2 and
+                      r.stderr.count("the collector is removed at the next request") == 2,
+                      "stop without traffic: %d %r %r" % (r.returncode, r.stdout, r.stderr))
+                check(any(v <= measured(p, os.path.join(mini, "wsgiapp.py")) for p in finals),
+                      "no view lines in the final snapshots: %r" % finals)
+
+                def all_stopped():
+                    _try(lambda: urllib.request.urlopen(url, timeout=5).read())
+                    st = cli_ok("status", "--tree", master)
+                    return st.count("covinject loaded, stopped") == 2
+                wait_for(all_stopped, "the workers to remove the collector at a request",
+                         timeout=20, interval=0.05)
                 check(urllib.request.urlopen(url, timeout=5).read() == b"hello /x", "serving")
                 continue
             if mode == "ini":
