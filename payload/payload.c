@@ -591,16 +591,17 @@ static int scope_init(char *err, size_t len)
 	return sources_init(err, len);
 }
 
-/* The import context, one module per hold of the GIL (modules.c). */
+/* The import context, one module per hold of the GIL (modules.c); with
+ * gil_at_requests, setup did it in its own hold. */
 static void import_lines(void)
 {
 	int gil;
 
-	if (!cov_cfg.import_lines || is_exiting())
+	if (!cov_cfg.import_lines || cov_cfg.gil_at_requests || is_exiting())
 		return;
 	gil = cov_py.GILState_Ensure();
 	if (!is_exiting())
-		cov_modules_import_lines(&cov_py, &exiting, cov_cfg.gil_at_requests);
+		cov_modules_import_lines(&cov_py, &exiting, 0);
 	cov_py.GILState_Release(gil);
 }
 
@@ -694,6 +695,8 @@ static int setup(void)
 		cov_got_install(info.tool_id < 0);
 	if (rc)
 		cov_collect_release();
+	else if (cov_cfg.gil_at_requests && cov_cfg.import_lines)
+		cov_modules_import_lines(&cov_py, &exiting, 1);	/* this hold, not the next */
 	count_interpreters(interps);
 	cov_py.GILState_Release(gil);
 	if (rc) {
