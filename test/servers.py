@@ -701,7 +701,7 @@ def t_subinterpreters(exe, tmp):
     they share the main interpreter's GIL and allocator: their code run
     after start is in the data, start and stop again work in them, and the
     process runs on after stop; one made after start is met by the sweep
-    and measured too.  An isolated one (3.12+: a GIL and an allocator of
+    and measured too, one destroyed while collecting is forgotten.  An isolated one (3.12+: a GIL and an allocator of
     its own) is not, and start and status say so."""
     try:
         t = Target(exe, "subinterp.py")
@@ -739,6 +739,13 @@ def t_subinterpreters(exe, tmp):
         check(t.proc.stdout.readline().strip() == "ran", "the sub-interpreters ran")
         lines = measured(cli_ok("stop", t.pid).strip(), "subinterp_work.py")
         check(shared <= lines, "the new sub-interpreter: %s" % sorted(lines))
+    # one destroyed while collecting: the sweep forgets it, stop leaves it be
+    cli_ok("start", "-o", tmp, t.pid)
+    t.send("drop")
+    check(t.proc.stdout.readline().strip() == "dropped", "a sub-interpreter destroyed")
+    wait_for(lambda: "interpreters: %d (2 measured)" % (2 + isolated) in
+             cli_ok("status", t.pid), "status to count one less")
+    cli_ok("stop", t.pid)
     t.send("run")
     check(t.proc.stdout.readline().strip() == "ran" and t.alive(), "runs on after stop")
 

@@ -2,7 +2,8 @@
 # each application group: one that shares the main interpreter's GIL and
 # allocator ("legacy"; every one does on 3.9-3.11) and, on 3.12+, an
 # isolated one (its own GIL and allocator).  Each line on stdin runs
-# subinterp_work in each of them; "new" first makes one more shared one.
+# subinterp_work in each of them; "new" makes one more shared one, "drop"
+# destroys the newest.
 # READY <shared> <isolated>.
 import os
 import sys
@@ -35,6 +36,10 @@ for line in sys.stdin:
     if line.strip() == "new":
         shared.append(create(False))
         print("made", flush=True)
+        continue
+    if line.strip() == "drop":
+        interpreters.destroy(shared.pop())
+        print("dropped", flush=True)
         continue
     for iid in shared:
         run(iid, "shared()")
