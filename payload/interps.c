@@ -24,10 +24,14 @@
  * _xxsubinterpreters / _interpreters modules use to run code in another
  * interpreter.  The thread state lives only for the visit, since
  * Py_EndInterpreter refuses (fatally) to end an interpreter that has any
- * other.  From 3.13 the swap releases the GIL and takes it again, so other
- * threads may run in between, and even end that interpreter: a window of
- * microseconds, and visits happen only when an interpreter is new to us,
- * at reset and at stop.
+ * other.  From 3.13 each swap releases the GIL and takes it again, so
+ * other threads may run in between (up to a switch interval, 5 ms, each
+ * time), and a program that ends that very interpreter then would stop
+ * with a fatal error.  Visits are rare for that reason: an interpreter new
+ * to us, a reset, a stop.  (_PyEval_AddPendingCall(interp, ...), exported
+ * since 3.12, would run the same function in one of the interpreter's own
+ * threads with no such window, but only once that interpreter runs Python
+ * again, and which thread it reaches differs between versions: not used.)
  */
 #include "interps.h"
 
