@@ -425,7 +425,7 @@ def t_apache(tmp):
     after start (each request thread's state is made anew by
     PyGILState_Ensure), and in the default group's sub-interpreter (a
     thread state per request thread, made by mod_wsgi, entered with
-    PyEval_AcquireThread)."""
+    PyEval_AcquireThread), embedded and in a daemon process."""
     apache = shutil.which("apache2") or "/usr/sbin/apache2"
     if not os.path.exists(apache) or not os.path.exists(
             "/usr/lib/apache2/modules/mod_wsgi.so"):
@@ -437,7 +437,9 @@ def t_apache(tmp):
     modes = {"embedded": "WSGIApplicationGroup %{GLOBAL}\n",
              "daemon": "WSGIDaemonProcess covd processes=1 threads=2\n"
                        "WSGIProcessGroup covd\nWSGIApplicationGroup %{GLOBAL}\n",
-             "sub-interpreter": ""}
+             "sub-interpreter": "",
+             "daemon-sub-interpreter": "WSGIDaemonProcess covd processes=1 threads=2\n"
+                                       "WSGIProcessGroup covd\n"}
     for mode, extra in modes.items():
         out = os.path.join(tmp, mode)
         os.mkdir(out)
@@ -461,7 +463,7 @@ def t_apache(tmp):
                   in started and "collecting in " in started and time.monotonic() - t0 < 5,
                   "%s: start --tree: %r" % (mode, started))
             check(urllib.request.urlopen(url, timeout=5).read() == b"hello /x", "answer")
-            if mode == "sub-interpreter":
+            if mode.endswith("sub-interpreter"):
                 status = cli_ok("status", "--tree", a.pid)
                 check("interpreters: 2 (2 measured)" in status, "status: %r" % status)
             dumped = cli_ok("dump", "--tree", a.pid)
