@@ -36,7 +36,8 @@ CLI_OBJ := cli/main.o cli/start.o cli/control.o cli/tree.o cli/util.o \
 	cli/proc.o cli/signames.o cli/paths.o cli/needs.o cli/access.o cli/uwsgi.o
 PAYLOAD_OBJ := payload/payload.o payload/pyapi.o payload/collect.o \
 	payload/store.o payload/writer.o payload/config.o payload/signals.o \
-	payload/hooks.o payload/modules.o payload/arcs.o payload/got.o payload/trace.o
+	payload/hooks.o payload/modules.o payload/arcs.o payload/got.o payload/trace.o \
+	payload/oldapi.o
 PAYLOAD := payload/covinject-payload.so
 UNIT_OBJ := test/unit.o
 
