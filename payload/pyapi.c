@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include "oldapi.h"
 #include "pyapi.h"
 
 /*
@@ -44,14 +45,14 @@ static const struct sym py_syms[] = {
 	F(GILState_Ensure, "PyGILState_Ensure"),
 	F(GILState_Release, "PyGILState_Release"),
 	F(ThreadState_Get, "PyThreadState_Get"),
-	F(InterpreterState_Main, "PyInterpreterState_Main"),
+	OPT(InterpreterState_Main, "PyInterpreterState_Main"),
 	F(InterpreterState_ThreadHead, "PyInterpreterState_ThreadHead"),
 	F(GILState_Check, "PyGILState_Check"),
 	F(GILState_GetThisThreadState, "PyGILState_GetThisThreadState"),
 	F(InterpreterState_Head, "PyInterpreterState_Head"),
 	F(InterpreterState_Next, "PyInterpreterState_Next"),
 	F(ThreadState_Next, "PyThreadState_Next"),
-	F(Import_GetModule, "PyImport_GetModule"),
+	OPT(Import_GetModule, "PyImport_GetModule"),
 	F(Import_ImportModule, "PyImport_ImportModule"),
 	F(Object_GetAttrString, "PyObject_GetAttrString"),
 	F(Object_SetAttrString, "PyObject_SetAttrString"),
@@ -97,18 +98,21 @@ static const struct sym py_syms[] = {
 	F(Module_GetDict, "PyModule_GetDict"),
 	F(Object_IsTrue, "PyObject_IsTrue"),
 	F(ModuleType, "PyModule_Type"),
-	F(Frame_GetCode, "PyFrame_GetCode"),
+	OPT(Frame_GetCode, "PyFrame_GetCode"),
 	F(Frame_GetLineNumber, "PyFrame_GetLineNumber"),
 	F(Eval_SetTrace, "PyEval_SetTrace"),
+	F(Eval_SetProfile, "PyEval_SetProfile"),
+	F(Import_GetModuleDict, "PyImport_GetModuleDict"),
+	F(Dict_GetItem, "PyDict_GetItem"),
 	OPT(Eval_SetTraceTs, "_PyEval_SetTrace"),
-	F(ThreadState_GetID, "PyThreadState_GetID"),
-	F(ThreadState_GetFrame, "PyThreadState_GetFrame"),
-	F(Frame_GetBack, "PyFrame_GetBack"),
+	OPT(ThreadState_GetID, "PyThreadState_GetID"),
+	OPT(ThreadState_GetFrame, "PyThreadState_GetFrame"),
+	OPT(Frame_GetBack, "PyFrame_GetBack"),
 	F(ThreadState_New, "PyThreadState_New"),
 	F(ThreadState_Swap, "PyThreadState_Swap"),
 	F(ThreadState_Clear, "PyThreadState_Clear"),
 	F(ThreadState_Delete, "PyThreadState_Delete"),
-	F(InterpreterState_GetID, "PyInterpreterState_GetID"),
+	OPT(InterpreterState_GetID, "PyInterpreterState_GetID"),
 	F(Eval_AcquireThread, "PyEval_AcquireThread"),
 	OPT(Interp_HasFeature, "_PyInterpreterState_HasFeature"),
 	OPT(InterpConfig_FromState, "_PyInterpreterConfig_InitFromState"),
@@ -142,8 +146,7 @@ static int version_hex(const char *v)
 	return (maj << 24) | (min << 16) | (mic << 8) | 0xf0;
 }
 
-static Py_ssize_t member_offset(void *type, const char *tp_name,
-				const char *member)
+Py_ssize_t cov_member_offset(void *type, const char *tp_name, const char *member)
 {
 	void **t = type;
 	const struct py_memberdef *m;
@@ -154,6 +157,22 @@ static Py_ssize_t member_offset(void *type, const char *tp_name,
 		if (!strcmp(m->name, member))
 			return m->offset;
 	return -1;
+}
+
+/* First word of the n at base equal to v, as a byte offset, if unique. */
+Py_ssize_t cov_find_word(const void *base, int n, const void *v)
+{
+	void *const *w = base;
+	int at = -1;
+
+	for (int i = 0; i < n; i++) {
+		if (w[i] != v)
+			continue;
+		if (at >= 0)
+			return -1;
+		at = i;
+	}
+	return at < 0 ? -1 : at * (Py_ssize_t)sizeof(void *);
 }
 
 /* Include/object.h: ob_type follows ob_refcnt (default builds, 3.9-3.15). */
@@ -170,10 +189,14 @@ int cov_pyapi_load(struct pyapi *py, char *err, size_t errlen)
 		    RTLD_DEFAULT, err, errlen))
 		return -1;
 	py->hex = version_hex(py->GetVersion());
-	py->off_co_filename = member_offset(py->CodeType, "code", "co_filename");
-	py->off_f_trace_lines = member_offset(py->FrameType, "frame", "f_trace_lines");
+	py->off_co_filename = cov_member_offset(py->CodeType, "code", "co_filename");
+	py->off_f_trace_lines = cov_member_offset(py->FrameType, "frame", "f_trace_lines");
 	if (py->off_co_filename <= 0) {
 		snprintf(err, errlen, "code object layout not recognised");
+		return -1;
+	}
+	if (cov_oldapi_fill(py)) {
+		snprintf(err, errlen, "frame object layout not recognised");
 		return -1;
 	}
 	return 0;

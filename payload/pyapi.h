@@ -106,9 +106,14 @@ struct pyapi {
 	PyObject *(*Frame_GetCode)(PyFrameObject *);
 	int (*Frame_GetLineNumber)(PyFrameObject *);
 	void (*Eval_SetTrace)(Py_tracefunc, PyObject *);
-	/* <= 3.11 only: set the trace function of another thread state. */
+	void (*Eval_SetProfile)(Py_tracefunc, PyObject *);
+	PyObject *(*Import_GetModuleDict)(void);			/* borrowed */
+	PyObject *(*Dict_GetItem)(PyObject *, PyObject *);		/* borrowed */
+	/* <= 3.11 only: set the trace function of another thread state
+	 * (_PyEval_SetTrace, 3.9-3.11; before: oldapi.c). */
 	int (*Eval_SetTraceTs)(PyThreadState *, Py_tracefunc, PyObject *);
-	/* 3.9+: the sweep tells threads apart, stop walks their frames. */
+	/* The sweep tells threads apart, stop walks their frames (3.9+;
+	 * before: oldapi.c). */
 	unsigned long long (*ThreadState_GetID)(PyThreadState *);
 	PyFrameObject *(*ThreadState_GetFrame)(PyThreadState *);	/* new ref */
 	PyFrameObject *(*Frame_GetBack)(PyFrameObject *);		/* new ref */
@@ -130,8 +135,15 @@ struct pyapi {
 	Py_ssize_t off_f_trace_lines;
 };
 
-/* Resolve everything; 0 or -1 with a message in err. */
+/* Resolve everything (what 3.6-3.8 lack: payload/oldapi.c); 0 or -1
+ * with a message in err. */
 int cov_pyapi_load(struct pyapi *py, char *err, size_t errlen);
+
+/* The offset of member in the type's tp_members, or -1 if the type is not
+ * named tp_name or has no such member. */
+Py_ssize_t cov_member_offset(void *type, const char *tp_name, const char *member);
+/* The byte offset of the only word equal to v among the n at base, or -1. */
+Py_ssize_t cov_find_word(const void *base, int n, const void *v);
 
 /* Py_TYPE(o)->tp_name */
 const char *cov_type_name(PyObject *o);

@@ -43,6 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "collect.h"
+#include "oldapi.h"
 #include "trace.h"
 
 static struct pyapi *py;
@@ -166,22 +167,6 @@ static struct py_methoddef tracer_def = {
 
 /* ---- layouts found at run time ----------------------------------------- */
 
-/* First word of the n at base equal to v, as a byte offset, if unique. */
-static Py_ssize_t find_word(void *base, int n, const void *v)
-{
-	void **w = base;
-	int at = -1;
-
-	for (int i = 0; i < n; i++) {
-		if (w[i] != v)
-			continue;
-		if (at >= 0)
-			return -1;
-		at = i;
-	}
-	return at < 0 ? -1 : at * (Py_ssize_t)sizeof(void *);
-}
-
 /*
  * c_tracefunc and c_traceobj in PyThreadState: set ours on our own thread
  * state, find the two words, clear, check they are empty again.  And
@@ -194,8 +179,8 @@ static int find_tstate_slots(void)
 	void *tid = (void *)(long)syscall(SYS_gettid);
 
 	py->Eval_SetTrace(on_trace, tracer);
-	off_func = find_word(me, 64, (void *)on_trace);
-	off_obj = find_word(me, 64, tracer);
+	off_func = cov_find_word(me, 64, (void *)on_trace);
+	off_obj = cov_find_word(me, 64, tracer);
 	py->Eval_SetTrace(NULL, NULL);
 	if (off_func < 0 || off_obj < 0 || SLOT(me, off_func, void *) ||
 	    SLOT(me, off_obj, void *))
@@ -203,7 +188,7 @@ static int find_tstate_slots(void)
 	for (ts = py->InterpreterState_ThreadHead(py->InterpreterState_Main()); ts;
 	     ts = py->ThreadState_Next(ts))
 		main = ts;	/* the first one made is last in the list */
-	off_tid = find_word(me, 64, tid);
+	off_tid = cov_find_word(me, 64, tid);
 	if (off_tid >= 0 && (!main || main == me ||
 			     SLOT(main, off_tid, long) != (long)getpid()))
 		off_tid = -1;	/* not sure: report no thread ids */
@@ -224,7 +209,7 @@ static void find_f_trace(PyFrameObject *frame)
 	py->Err_Fetch(&t, &v, &tb);
 	old = py->Object_GetAttrString((PyObject *)frame, "f_trace");
 	if (old && py->Object_SetAttrString((PyObject *)frame, "f_trace", tracer) == 0) {
-		at = find_word(frame, 12, tracer);
+		at = cov_find_word(frame, 12, tracer);
 		py->Object_SetAttrString((PyObject *)frame, "f_trace", old);
 		if (at > 0 && SLOT(frame, at, PyObject *) != (old == py->None ? NULL : old))
 			at = -1;
@@ -485,16 +470,13 @@ int cov_trace_start(struct pyapi *api, struct cov_collect_info *info, char *err,
 	struct cov_sweep first;
 
 	py = api;
-	if (!py->Eval_SetTraceTs) {
-		snprintf(err, len, "_PyEval_SetTrace not found in this interpreter");
-		return -1;
-	}
 	if (!tracer && !(tracer = py->CFunction_NewEx(&tracer_def, NULL, NULL))) {
 		py->Err_Clear();
 		snprintf(err, len, "cannot make the trace function object");
 		return -1;
 	}
-	if (off_func < 0 && find_tstate_slots()) {
+	if (off_func < 0 && (find_tstate_slots() || cov_oldapi_probe(tracer))) {
+		off_func = -1;
 		snprintf(err, len, "thread state layout not recognised");
 		return -1;
 	}

@@ -16,6 +16,8 @@
 #include <stdio.h>
 
 #define COV_PYTHONS(X) \
+	X(3, 7)		\
+	X(3, 8)		\
 	X(3, 9)		\
 	X(3, 10)	\
 	X(3, 11)	\

@@ -396,7 +396,8 @@ def refusal_tests(exe, tmp):
         try:
             wait_for(lambda: "python2" in open("/proc/%d/maps" % p.pid).read(), "python2 up")
             refusal(["start", "-o", tmp, p.pid], 1, r"^covinject: start %d: Python 2\.7 \(.*\) "
-                    r"is not supported: covinject supports CPython 3\.9-3\.15" % p.pid)
+                    r"is not supported: covinject supports CPython %d\.%d-%d\.%d" % (
+                        (p.pid,) + SUPPORTED[0] + SUPPORTED[-1]))
         finally:
             p.kill()
             p.wait()
@@ -416,7 +417,7 @@ def refusal_tests(exe, tmp):
         old = [e for e in glob.glob(os.path.expanduser("~/.pyenv/versions/*/bin/python3"))
                if py_version(e) not in SUPPORTED + [None]]
         if not old:
-            raise Skip("no Python < 3.9 installed")
+            raise Skip("no Python 3 older than %d.%d installed" % SUPPORTED[0])
         p = subprocess.Popen([old[0], "-c", "import time; time.sleep(60)"])
         try:
             time.sleep(0.5)

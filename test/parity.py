@@ -22,9 +22,9 @@ import coverage
 from lib import (COVINJECT, TARGETS, Failure, Skip, Target, check, cli, cli_ok, py_version,
                  wait_for)
 
-CORPUS = ["corpus.py", "corpus_lib.py", "corpus_310.py", "corpus_311.py",
+CORPUS = ["corpus.py", "corpus_lib.py", "corpus_38.py", "corpus_310.py", "corpus_311.py",
           "corpus_314.py", "corpus_exec_src.py", "corpus_nopyc.py"]
-IMPORTED = ["corpus_lib", "corpus_310", "corpus_311", "corpus_314", "corpus_nopyc"]
+IMPORTED = ["corpus_lib", "corpus_38", "corpus_310", "corpus_311", "corpus_314", "corpus_nopyc"]
 LATE_DELAY = "1.5"      # > the 1 s sweep that gives C threads the tracer (<= 3.11)
 
 
@@ -174,7 +174,8 @@ def source_line(name, n):
 
 def applies(name, ver):
     """corpus_3XX.py runs on 3.XX and later only."""
-    return name[7:10] not in ("310", "311", "314") or ver >= (3, int(name[8:10]))
+    m = re.match(r"corpus_3(\d+)\.py$", name)
+    return not m or ver >= (3, int(m.group(1)))
 
 
 def compare(ours, theirs, kind, ver):

@@ -27,7 +27,9 @@ with warnings.catch_warnings():     # its import warns on 3.12+
     import corpus_nopyc  # noqa: E402
     sys.dont_write_bytecode = write_bytecode
 
-corpus_310 = corpus_311 = corpus_314 = None
+corpus_38 = corpus_310 = corpus_311 = corpus_314 = None
+if sys.version_info >= (3, 8):
+    import corpus_38
 if sys.version_info >= (3, 10):
     import corpus_310
 if sys.version_info >= (3, 11):
@@ -199,7 +201,7 @@ def case_comprehensions(state):
     total = sum(x
                 for x in flat)
     nested = [[y for y in range(x)] for x in range(3)]
-    walrus = [y for x in range(5) if (y := x * 2) > 4]
+    walrus = corpus_38.walrus() if corpus_38 else [6, 8]
     return grid, flat, index, sorted(odd), total, nested, walrus
 
 

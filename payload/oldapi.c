@@ -1,0 +1,253 @@
+/*
+ * oldapi.c - stand-ins for the C-API functions that CPython 3.6-3.8 lack,
+ * made of what they have.  cov_pyapi_load installs each one only where
+ * dlsym found nothing, so 3.9 and later never run this file:
+ *
+ *   PyFrame_GetCode, PyFrame_GetBack (3.9)   f_code, f_back: the frame
+ *       type's own tp_members (Objects/frameobject.c, frame_memberlist:
+ *       T_OBJECT members up to 3.10)
+ *   PyThreadState_GetFrame (3.9)             tstate->frame, probed on
+ *       sys._current_frames() (the frame of every other thread)
+ *   PyThreadState_GetID (3.9)                the thread state's address
+ *   _PyEval_SetTrace(tstate, ...) (3.9)      PyEval_SetTrace on the
+ *       payload thread's own state, then the result moved (see set_trace)
+ *   PyInterpreterState_Main (3.7)            the last of the list
+ *   PyImport_GetModule (3.7)                 sys.modules, PyDict_GetItem
+ *
+ * No layout is compiled in.  Everything runs with the GIL held.
+ */
+#include <stdint.h>
+#include <string.h>
+#include "oldapi.h"
+
+static struct pyapi *py;
+static Py_ssize_t off_f_code = -1, off_f_back = -1;
+/* PyThreadState: frame, c_tracefunc, c_traceobj, c_profilefunc (bytes),
+ * use_tracing (an int); -1 until probed (cov_oldapi_probe). */
+static Py_ssize_t off_frame = -1, off_func = -1, off_obj = -1, off_prof = -1;
+static Py_ssize_t off_use = -1;
+
+#define SLOT(base, off, type) (*(type *)((char *)(base) + (off)))
+#define TSTATE_WORDS 64
+
+static PyObject *frame_get_code(PyFrameObject *f)
+{
+	PyObject *code = SLOT(f, off_f_code, PyObject *);
+
+	py->IncRef(code);
+	return code;
+}
+
+static PyFrameObject *frame_get_back(PyFrameObject *f)
+{
+	PyFrameObject *back = SLOT(f, off_f_back, PyFrameObject *);
+
+	if (back)
+		py->IncRef((PyObject *)back);
+	return back;
+}
+
+/*
+ * An address, not an id that is never reused: a thread state freed and
+ * made again at the same address between two sweeps is taken for the one
+ * met before.  Threads started by threading, and those C code brings in
+ * through PyGILState_Ensure, get the tracer on their own (trace.c), so
+ * only a bare _thread.start_new_thread can be missed that way.
+ */
+static unsigned long long thread_state_id(PyThreadState *ts)
+{
+	return (unsigned long long)(uintptr_t)ts;
+}
+
+/* tstate->frame: the word of some thread state that holds a frame of
+ * sys._current_frames(), the same word in each; -1 if none runs one. */
+static void find_frame_slot(void)
+{
+	PyObject *fn = py->Sys_GetObject("_current_frames"), *frames, *vals;
+	PyThreadState *ts;
+	Py_ssize_t at = -1, w;
+
+	frames = fn ? py->Object_CallFunctionObjArgs(fn, NULL) : NULL;
+	vals = frames ? py->Dict_Values(frames) : NULL;
+	for (Py_ssize_t i = 0; vals && i < py->List_Size(vals); i++) {
+		PyObject *f = py->List_GetItem(vals, i);
+
+		for (ts = py->InterpreterState_ThreadHead(py->InterpreterState_Main());
+		     ts; ts = py->ThreadState_Next(ts)) {
+			if ((w = cov_find_word(ts, TSTATE_WORDS, f)) < 0)
+				continue;
+			if (at >= 0 && w != at)
+				at = -2;	/* two answers: trust neither */
+			else if (at != -2)
+				at = w;
+		}
+	}
+	if (vals)
+		py->DecRef(vals);
+	if (frames)
+		py->DecRef(frames);
+	py->Err_Clear();
+	off_frame = at >= 0 ? at : -1;
+}
+
+static PyFrameObject *thread_state_frame(PyThreadState *ts)
+{
+	PyFrameObject *f;
+
+	if (off_frame < 0)
+		find_frame_slot();	/* again: maybe a thread runs Python now */
+	if (off_frame < 0 || !(f = SLOT(ts, off_frame, PyFrameObject *)))
+		return NULL;
+	py->IncRef((PyObject *)f);
+	return f;
+}
+
+/* from's trace function, with its reference, to to; from's emptied as
+ * PyEval_SetTrace(NULL, NULL) empties it (Python/ceval.c), minus the
+ * tracing_possible count and the reference, which travel with it. */
+static void move_trace(PyThreadState *from, PyThreadState *to)
+{
+	SLOT(to, off_func, void *) = SLOT(from, off_func, void *);
+	SLOT(to, off_obj, PyObject *) = SLOT(from, off_obj, PyObject *);
+	SLOT(to, off_use, int) = 1;
+	SLOT(from, off_func, void *) = NULL;
+	SLOT(from, off_obj, PyObject *) = NULL;
+	SLOT(from, off_use, int) = SLOT(from, off_prof, void *) != NULL;
+}
+
+/*
+ * _PyEval_SetTrace(ts, func, obj) for another thread's state, which is
+ * waiting for the GIL we hold.  PyEval_SetTrace acts on the current
+ * thread only and keeps the eval loop's count of traced threads
+ * (tracing_possible: _PyRuntime.ceval in 3.7 and 3.8, a static of
+ * Python/ceval.c in 3.6, which no symbol names), so the count is kept by
+ * calling it on the payload thread's own state, which never traces
+ * anything, and the trace function is moved between the states:
+ *
+ *   set:    PyEval_SetTrace(func, obj) here (count + 1), then moved to ts
+ *   remove: ts's moved here, then PyEval_SetTrace(NULL, NULL) (count - 1)
+ *
+ * No thread state is swapped in, so nothing (an audit hook, a destructor)
+ * ever runs in ts's name.  0, or -1 (layout unknown, or the interpreter
+ * refused: a sys.settrace audit hook).
+ */
+static int set_trace(PyThreadState *ts, Py_tracefunc func, PyObject *obj)
+{
+	PyThreadState *me = py->ThreadState_Get();
+
+	if (ts == me) {
+		py->Eval_SetTrace(func, obj);
+		return 0;
+	}
+	if (off_use < 0 || SLOT(me, off_func, void *))
+		return -1;
+	if (SLOT(ts, off_func, void *)) {
+		move_trace(ts, me);
+		py->Eval_SetTrace(NULL, NULL);
+	}
+	if (!func)
+		return 0;
+	py->Eval_SetTrace(func, obj);
+	if (SLOT(me, off_func, void *) != (void *)func)
+		return -1;
+	move_trace(me, ts);
+	return 0;
+}
+
+static int probe_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
+{
+	(void)obj;
+	(void)f;
+	(void)what;
+	(void)arg;
+	return 0;
+}
+
+/* The one int of 0 in before and 1 in during, outside the words at a and
+ * b; its byte offset, or -1. */
+static Py_ssize_t flipped_int(const int *before, const int *during, Py_ssize_t a,
+			      Py_ssize_t b)
+{
+	Py_ssize_t at = -1;
+
+	for (int i = 0; i < TSTATE_WORDS * 2; i++) {
+		Py_ssize_t off = i * (Py_ssize_t)sizeof(int);
+
+		if (off / 8 == a / 8 || off / 8 == b / 8 || before[i] != 0 || during[i] != 1)
+			continue;
+		if (at >= 0)
+			return -1;
+		at = off;
+	}
+	return at;
+}
+
+/*
+ * c_tracefunc, c_traceobj, c_profilefunc and use_tracing of PyThreadState,
+ * found on our own state: the words that take what PyEval_SetTrace and
+ * PyEval_SetProfile are given, and the int that goes from 0 to 1 with
+ * them.  unique: an object found nowhere else (the tracer).
+ */
+int cov_oldapi_probe(PyObject *unique)
+{
+	PyThreadState *me = py->ThreadState_Get();
+	int before[TSTATE_WORDS * 2], during[TSTATE_WORDS * 2];
+
+	if (py->Eval_SetTraceTs != set_trace || off_use >= 0)
+		return 0;
+	memcpy(before, me, sizeof(before));
+	py->Eval_SetTrace(probe_trace, unique);
+	memcpy(during, me, sizeof(during));
+	off_func = cov_find_word(me, TSTATE_WORDS, (void *)probe_trace);
+	off_obj = cov_find_word(me, TSTATE_WORDS, unique);
+	py->Eval_SetTrace(NULL, NULL);
+	py->Eval_SetProfile(probe_trace, unique);
+	off_prof = cov_find_word(me, TSTATE_WORDS, (void *)probe_trace);
+	py->Eval_SetProfile(NULL, NULL);
+	if (off_func < 0 || off_obj < 0 || off_prof < 0 || off_prof == off_func)
+		return -1;
+	off_use = flipped_int(before, during, off_func, off_obj);
+	find_frame_slot();
+	return off_use < 0 ? -1 : 0;
+}
+
+static PyInterpreterState *interpreter_main(void)
+{
+	PyInterpreterState *i = py->InterpreterState_Head(), *next;
+
+	/* new interpreters are put at the head (Python/pystate.c) */
+	while (i && (next = py->InterpreterState_Next(i)))
+		i = next;
+	return i;
+}
+
+static PyObject *import_get_module(PyObject *name)
+{
+	PyObject *modules = py->Import_GetModuleDict(), *m;
+
+	m = modules ? py->Dict_GetItem(modules, name) : NULL;	/* borrowed */
+	if (m)
+		py->IncRef(m);
+	return m;
+}
+
+#define FILL(field, fn) do { if (!api->field) api->field = fn; } while (0)
+
+int cov_oldapi_fill(struct pyapi *api)
+{
+	py = api;
+	if (!api->Frame_GetCode || !api->Frame_GetBack) {
+		off_f_code = cov_member_offset(api->FrameType, "frame", "f_code");
+		off_f_back = cov_member_offset(api->FrameType, "frame", "f_back");
+		if (off_f_code <= 0 || off_f_back <= 0)
+			return -1;
+	}
+	FILL(Frame_GetCode, frame_get_code);
+	FILL(Frame_GetBack, frame_get_back);
+	FILL(ThreadState_GetFrame, thread_state_frame);
+	FILL(ThreadState_GetID, thread_state_id);
+	FILL(Eval_SetTraceTs, set_trace);
+	FILL(InterpreterState_Main, interpreter_main);
+	FILL(Import_GetModule, import_get_module);
+	return 0;
+}
