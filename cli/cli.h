@@ -108,6 +108,8 @@ int cli_target_has_proc(pid_t pid);
 /* util.c */
 double cli_now(void);
 const char *cli_phase_name(uint32_t phase);
+const char *cli_step_name(uint32_t step);
+double cli_since(int64_t ns);
 int cli_check_process(pid_t pid, const char *cmd, struct proc_status *st);
 int cli_need_state(pid_t pid, const char *cmd, struct cov_state *s);
 int cli_lock(struct cli_opts *o, pid_t pid, const char *cmd);

@@ -345,6 +345,9 @@ static void print_status(pid_t pid, const struct cov_state *s)
 	}
 	printf("pid %d: covinject loaded, %s%s\n", (int)pid, cli_phase_name(s->phase),
 	       s->forked ? " (forked from a collecting parent)" : "");
+	if (s->phase == COV_STARTING)
+		printf("starting: the collector's thread is %s, for %.1f s\n",
+		       cli_step_name(s->step), cli_since(s->step_ns));
 	if (s->phase == COV_STOPPING && s->final_written)
 		printf("stopping: the final snapshot is written; the collector is removed "
 		       "at the next request (uWSGI without --enable-threads)\n");

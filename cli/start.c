@@ -435,9 +435,9 @@ int cli_start(struct cli_opts *all, pid_t pid)
 	}
 	if (r == -2) {
 		cli_err(o->pid, "start", "the payload is loaded but did not start "
-			"collecting within %.0f s (the process may hold the GIL in "
-			"native code; check with: covinject status %d)", o->timeout,
-			(int)o->pid);
+			"collecting within %.0f s: its thread is %s, for %.1f s "
+			"(check with: covinject status %d)", o->timeout,
+			cli_step_name(s.step), cli_since(s.step_ns), (int)o->pid);
 		return EXIT_FAIL;
 	}
 	if (r > 0) {

@@ -57,6 +57,32 @@ const char *cli_phase_name(uint32_t p)
 	return p < sizeof(n) / sizeof(n[0]) ? n[p] : "unknown";
 }
 
+/* What the payload thread of a start is doing (cov_state.step). */
+const char *cli_step_name(uint32_t step)
+{
+	static const char *const n[] = { "setting up",
+		"created, not yet running (the process may be stopped or starved of CPU)",
+		"waiting for the output directory from covinject",
+		"loading libsqlite3",
+		"waiting for the interpreter to be initialised",
+		"waiting for the GIL (a thread may hold it in native code)",
+		"installing the collector in every thread (GIL held)",
+		"installing its signal handlers" };
+
+	return step < sizeof(n) / sizeof(n[0]) ? n[step] : "setting up";
+}
+
+/* The seconds since a CLOCK_REALTIME stamp of the payload's, >= 0. */
+double cli_since(int64_t ns)
+{
+	struct timespec ts;
+	double d;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	d = ts.tv_sec + ts.tv_nsec / 1e9 - ns / 1e9;
+	return d > 0 ? d : 0;
+}
+
 int cli_check_process(pid_t pid, const char *cmd, struct proc_status *st)
 {
 	int r;

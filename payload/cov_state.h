@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #define COV_STATE_MAGIC	0x31746e6a69766f63ULL	/* "covinjt1" */
-#define COV_STATE_ABI	6
+#define COV_STATE_ABI	7
 #define COV_PATH_MAX	4096
 #define COV_ERR_MAX	512
 
@@ -43,6 +43,19 @@ enum cov_phase {
 	COV_STOPPING,
 	COV_STOPPED,		/* collector removed, thread gone */
 	COV_FAILED,		/* start failed; see error; nothing installed */
+};
+
+/* cov_state.step: where the payload thread is while the phase is
+ * COV_STARTING, so that a start that hangs says where (cli_step_name). */
+enum cov_step {
+	COV_STEP_NONE = 0,
+	COV_STEP_SPAWNED,	/* cov_start made the thread; it has not run yet */
+	COV_STEP_DIR,		/* waiting for the output directory from the CLI */
+	COV_STEP_SQLITE,	/* loading libsqlite3 */
+	COV_STEP_INTERP,	/* waiting for the interpreter to be initialised */
+	COV_STEP_GIL,		/* waiting for the GIL */
+	COV_STEP_INSTALL,	/* installing the collector, GIL held */
+	COV_STEP_SIGNALS,	/* installing the signal handlers */
 };
 
 struct cov_state {
@@ -83,6 +96,8 @@ struct cov_state {
 	uint32_t final_written;		/* stopping: the final snapshot is
 					 * written, the collector not yet removed */
 	int64_t last_dump_ns;		/* CLOCK_REALTIME of the last snapshot */
+	uint32_t step;			/* enum cov_step, while starting */
+	int64_t step_ns;		/* CLOCK_REALTIME: since when */
 	/* Where data is not collected, as the last sweep (every second, and
 	 * before each snapshot) found it. */
 	uint32_t threads_now;		/* <= 3.11: thread states */

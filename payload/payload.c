@@ -141,6 +141,25 @@ static void set_phase(enum cov_phase p)
 	cov_state_end();
 }
 
+static int64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Where a start is: what the CLI names if it hangs there. */
+static void set_step(enum cov_step step)
+{
+	int64_t now = realtime_ns();
+
+	cov_state_begin();
+	cov_state.step = step;
+	cov_state.step_ns = now;
+	cov_state_end();
+}
+
 static void set_error(const char *fmt, ...)
 {
 	va_list ap;
@@ -382,6 +401,7 @@ static int need_sqlite(void)
 	char err[COV_ERR_MAX - 200] = "";
 	struct sqlite_api sq;
 
+	set_step(COV_STEP_SQLITE);
 	if (cov_sqlite_load(&sq, err, sizeof(err)) == 0)
 		return 0;
 	set_error("%s (covinject writes coverage.py's SQLite data files with the "
@@ -406,6 +426,7 @@ static int open_out(void)
 		return 0;
 	}
 	/* The CLI sends it right after cov_start returns: a wait means it died. */
+	set_step(COV_STEP_DIR);
 	if (poll(&p, 1, 3000) == 1 && take_dir() == 1)
 		return 0;
 	set_error("no output directory arrived from covinject (it ended before "
@@ -675,6 +696,7 @@ static int setup(void)
 	}
 	if (check_version())
 		return -1;
+	set_step(COV_STEP_INTERP);
 	if (wait_interpreter()) {
 		set_error("no interpreter runs in this process: libpython is loaded but "
 			  "not initialised (a program that embeds Python without "
@@ -685,7 +707,9 @@ static int setup(void)
 		cov_state_end();
 		return -1;
 	}
+	set_step(COV_STEP_GIL);
 	gil = cov_py.GILState_Ensure();
+	set_step(COV_STEP_INSTALL);
 	rc = scope_init(err, sizeof(err));
 	if (!rc)
 		rc = cov_collect_start(&cov_py, cov_cfg.branch, &info, err, sizeof(err));
@@ -847,6 +871,7 @@ static void *payload_main(void *arg)
 	if (mode == RUN_ADOPT) {
 		/* an unhooked child's inherited collector goes, then a fresh one */
 		cov_signals_restore();
+		set_step(COV_STEP_GIL);
 		teardown();
 	}
 	if (mode != RUN_FORKED) {
@@ -855,6 +880,7 @@ static void *payload_main(void *arg)
 			set_phase(COV_FAILED);
 			return NULL;
 		}
+		set_step(COV_STEP_SIGNALS);
 		if (cov_signals_install(wake[1])) {
 			set_error("install signal handlers: %s", strerror(errno));
 			teardown();
@@ -952,6 +978,8 @@ static int start(const char *config)
 	cov_state.final_written = 0;
 	cov_state.gil_at_requests = cov_cfg.gil_at_requests;
 	cov_state.no_interpreter = 0;
+	cov_state.step = COV_STEP_SPAWNED;
+	cov_state.step_ns = realtime_ns();
 	cov_state_end();
 	snprintf(out_shown, sizeof(out_shown), "%s", cov_cfg.out_dir);
 	make_names();

@@ -306,8 +306,33 @@ def t_trace_idioms(exe, tmp):
 
 
 
+def t_gil_held(exe, tmp):
+    """A start while a thread holds the GIL in native code says so and where
+    its collector waits; status says it too, the collector starts once the
+    GIL is free, and the target is unharmed."""
+    t = Target(exe, "gilheld.py")
+    t.send("hold")
+    check(t.proc.stdout.readline().strip() == "HOLDING", "no HOLDING")
+    r = cli("start", "--timeout", "1", "-o", tmp, t.pid)
+    check(r.returncode == 1 and re.search(
+        r"did not start collecting within 1 s: its thread is waiting for the GIL "
+        r"\(a thread may hold it in native code\), for [\d.]+ s", r.stderr),
+        "start: %d %r" % (r.returncode, r.stderr))
+    st = cli_ok("status", t.pid)
+    check("pid %d: covinject loaded, starting" % t.pid in st and
+          "starting: the collector's thread is waiting for the GIL" in st, "status: %r" % st)
+    t.send("release")
+    check(t.proc.stdout.readline().strip() == "FREE", "no FREE")
+    wait_for(lambda: "covinject loaded, collecting" in cli_ok("status", t.pid),
+             "collecting once the GIL is free")
+    cli_ok("stop", t.pid)
+    t.send("quit")
+    out, err = t.proc.communicate(timeout=10)
+    check(t.proc.returncode == 0 and not err, "target: %s %r" % (t.proc.returncode, err))
+
+
 E2E = [t_http_server, t_signals_and_scope, t_busy_main, t_sleep_intact, t_coverage_report,
-       t_dump_error_kept, t_lazy_imports, t_trace_idioms]
+       t_dump_error_kept, t_lazy_imports, t_trace_idioms, t_gil_held]
 
 
 def t_install(tmp):

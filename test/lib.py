@@ -203,28 +203,41 @@ def cli(*args, timeout=30, user=None, prefix=None):
     return r
 
 
-def diagnose():
-    """Threads and wait channels of every live python process, for a failure."""
+def diagnose(stderr=""):
+    """For a failure: the status of each pid a covinject message names, and
+    the threads of every live target (state, wait channel, system call and
+    its user pc), so that a hang seen once in CI says where it was."""
     out = []
+    for pid in sorted(set(re.findall(r"\b(?:start|dump|stop) (\d+):", stderr))):
+        out.append(cli("status", pid).stdout.strip())
     for task in sorted(glob.glob("/proc/[0-9]*/task/[0-9]*")):
         try:
             with open(task.rsplit("/task", 1)[0] + "/cmdline") as f:
                 cmd = f.read().replace("\0", " ")
             if "targets/" not in cmd:
                 continue
+            with open(task + "/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
             with open(task + "/wchan") as f, open(task + "/syscall") as g:
-                out.append("%s %s %s %s" % (task, f.read(), g.read().split()[0], cmd[-40:]))
-        except OSError:
+                call = g.read().split()
+                out.append("%s %s %s syscall %s pc %s %s" % (
+                    task, state, f.read(), call[0], call[-1], cmd[-40:]))
+        except (OSError, IndexError):
             pass
     return "\n".join(out)
 
 
+HANGS = ("did not start collecting", "no answer from the collector")
+
+
 def cli_ok(*args, **kw):
     r = cli(*args, **kw)
-    if r.returncode and os.environ.get("COVINJECT_DIAGNOSE"):
-        print(diagnose())
+    why = r.stderr.strip()
+    if r.returncode and (os.environ.get("COVINJECT_DIAGNOSE") or
+                         any(h in why for h in HANGS)):
+        why += "\n" + diagnose(why)
     check(r.returncode == 0, "covinject %s exited %d: %s" % (
-        " ".join(map(str, args)), r.returncode, r.stderr.strip()))
+        " ".join(map(str, args)), r.returncode, why))
     return r.stdout
 
 
