@@ -30,13 +30,18 @@ raddr_t arch_ip(const struct arch_regs *r);
 raddr_t arch_sp(const struct arch_regs *r);
 
 /*
- * How good a place to borrow a thread the syscall nr (as in
- * /proc/PID/task/TID/syscall) is: 0 not idle, higher is better.  A thread
- * parked in such a call holds no libc or loader lock and has released the
- * GIL.  epoll waits rank low: they return EINTR to the program after any
- * ptrace stop, where the others restart transparently.
+ * How good a place to borrow a thread the syscall nr with arguments
+ * args[0..5] (as in /proc/PID/task/TID/syscall) is: 0 not idle, higher is
+ * better.  A thread parked in such a call holds no libc or loader lock and
+ * has released the GIL.  Rank 1 (ARCH_RANK_LOSSY): calls that come back to
+ * the program with EINTR after our visit, where the others restart
+ * transparently: epoll waits, after any ptrace stop; a relative sleep, a
+ * poll or a futex wait with a timeout, because their remaining time lives
+ * in the task's restart_block, which the sigreturn ending each remote call
+ * resets (the kernel's restore_sigcontext does, as for a signal handler).
  */
-int arch_idle_rank(long nr, uint64_t arg1);
+#define ARCH_RANK_LOSSY 1
+int arch_idle_rank(long nr, const uint64_t *args);
 
 /*
  * The system call the thread was stopped in, or -1: true when the stop
@@ -45,8 +50,13 @@ int arch_idle_rank(long nr, uint64_t arg1);
  */
 long arch_interrupted_syscall(const struct arch_regs *r);
 
-/* That syscall's second argument (a futex's operation). */
-uint64_t arch_syscall_arg1(const struct arch_regs *r);
+/* That syscall's arguments, as arch_idle_rank takes them. */
+void arch_syscall_args(const struct arch_regs *r, uint64_t args[6]);
+
+/* 1 if that syscall returns EINTR to the program once a remote call has
+ * run in the thread (see ARCH_RANK_LOSSY), from what the stop left in the
+ * registers, which is exact where the rank is a guess. */
+int arch_restart_lost(const struct arch_regs *r);
 
 /* Bytes below sp that the ABI lets leaf code use without moving sp. */
 #define ARCH_RED_ZONE 128

@@ -20,6 +20,7 @@
 
 #define MAX_THREADS	256
 #define BUSY_TRIES	50
+#define LOSSY_TRIES	10	/* ~150 ms for a thread whose syscall restarts */
 #define UNKNOWN		(-3)	/* syscall file unreadable: judge after the stop */
 
 int64_t inject_now_ns(void)
@@ -42,10 +43,10 @@ struct candidate {
  * CAP_SYS_PTRACE cannot read it (the mode is checked before ptrace
  * access), and then the registers decide after the stop (UNKNOWN).
  */
-static int read_syscall(pid_t pid, pid_t tid, long *nr, uint64_t *arg1)
+static int read_syscall(pid_t pid, pid_t tid, long *nr, uint64_t args[6])
 {
 	char fn[96], buf[256];
-	unsigned long long a0 = 0, a1 = 0;
+	unsigned long long a[6] = { 0 };
 	ssize_t n;
 	int fd;
 
@@ -62,9 +63,11 @@ static int read_syscall(pid_t pid, pid_t tid, long *nr, uint64_t *arg1)
 	if (n <= 0)
 		return n < 0 ? -errno : -EIO;
 	buf[n] = 0;
-	if (sscanf(buf, "%ld %llx %llx", nr, &a0, &a1) < 1)
+	if (sscanf(buf, "%ld %llx %llx %llx %llx %llx %llx", nr, &a[0], &a[1], &a[2],
+		   &a[3], &a[4], &a[5]) < 1)
 		*nr = -2;	/* "running" */
-	*arg1 = a1;
+	for (int i = 0; i < 6; i++)
+		args[i] = a[i];
 	return 0;
 }
 
@@ -84,16 +87,16 @@ static int list_threads(pid_t pid, struct candidate *c, int max)
 	if (!(dir = opendir(fn)))
 		return -errno;
 	while ((d = readdir(dir)) && n < max) {
-		uint64_t arg1 = 0;
+		uint64_t args[6];
 		long nr;
 
 		if (d->d_name[0] == '.')
 			continue;
 		c[n].tid = atoi(d->d_name);
-		if (read_syscall(pid, c[n].tid, &nr, &arg1))
+		if (read_syscall(pid, c[n].tid, &nr, args))
 			continue;
 		c[n].nr = nr;
-		c[n].rank = nr >= 0 ? arch_idle_rank(nr, arg1) : nr == UNKNOWN ? 1 : 0;
+		c[n].rank = nr >= 0 ? arch_idle_rank(nr, args) : nr == UNKNOWN ? 2 : 0;
 		n++;
 	}
 	closedir(dir);
@@ -144,12 +147,29 @@ static int in_interpreter(pid_t pid, raddr_t ip)
 	return maps_each(pid, interpreter_code_at, &ip) > 0;
 }
 
+/* Is the stopped thread b a place to borrow, the candidate it was? */
+static int suitable(pid_t pid, const struct candidate *c, struct borrowed *b)
+{
+	uint64_t args[6];
+	long nr = arch_interrupted_syscall(&b->regs);
+
+	if (nr < 0)
+		return in_interpreter(pid, arch_ip(&b->regs));
+	arch_syscall_args(&b->regs, args);
+	return (c->rank > 0 && nr == c->nr) ||
+	       (c->nr == UNKNOWN && arch_idle_rank(nr, args) > 0);
+}
+
 /*
  * Stop a thread that is parked in an idle syscall (verified from its
  * registers after the stop, since it may have woken meanwhile).  If no
  * thread is idle, accept one stopped while running interpreter code, which
  * holds no libc or loader lock either (it does hold the GIL; other Python
- * threads wait the ~1 ms we use it).
+ * threads wait the ~1 ms we use it).  A thread whose syscall would come
+ * back with EINTR after our visit (arch_restart_lost: a C sleep() cut
+ * short) is taken only when, for about 150 ms, no other was found.  Only
+ * stopping and releasing a thread is transparent: the kernel restarts its
+ * call as after any stop.
  */
 static int find_thread(pid_t pid, struct borrowed *b, struct inject_err *err)
 {
@@ -157,6 +177,8 @@ static int find_thread(pid_t pid, struct borrowed *b, struct inject_err *err)
 	int n, r;
 
 	for (int attempt = 0; attempt < BUSY_TRIES; attempt++) {
+		int lossy_ok = attempt >= LOSSY_TRIES;
+
 		if ((n = list_threads(pid, c, MAX_THREADS)) < 0)
 			return inject_fail(err, n, "list threads of %d: %s",
 					   (int)pid, strerror(-n));
@@ -164,10 +186,10 @@ static int find_thread(pid_t pid, struct borrowed *b, struct inject_err *err)
 			return inject_fail(err, -ESRCH, "list threads of %d: none left",
 					   (int)pid);
 		for (int i = 0; i < n; i++) {
-			long nr;
-
 			if (c[i].rank == 0 && attempt < 3)
 				break;	/* give idle threads a few chances first */
+			if (c[i].rank == ARCH_RANK_LOSSY && !lossy_ok)
+				continue;
 			b->tid = c[i].tid;
 			if ((r = stop_thread(b, err))) {
 				inject_release(b);
@@ -177,12 +199,9 @@ static int find_thread(pid_t pid, struct borrowed *b, struct inject_err *err)
 				err->msg[0] = 0;
 				continue;
 			}
-			nr = arch_interrupted_syscall(&b->regs);
-			if ((c[i].rank > 0 && nr == c[i].nr) ||
-			    (c[i].nr == UNKNOWN && nr >= 0 &&
-			     arch_idle_rank(nr, arch_syscall_arg1(&b->regs)) > 0) ||
-			    (nr < 0 && in_interpreter(pid, arch_ip(&b->regs)))) {
-				b->syscall = nr;
+			if (suitable(pid, &c[i], b) &&
+			    (lossy_ok || !arch_restart_lost(&b->regs))) {
+				b->syscall = arch_interrupted_syscall(&b->regs);
 				return 0;
 			}
 			inject_release(b);

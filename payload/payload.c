@@ -72,6 +72,8 @@ static struct cov_out outdir = { -1, NULL, NULL };	/* payload thread; fork child
 static char out_shown[COV_PATH_MAX - 320];	/* the CLI's name for it */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t gil_gate = PTHREAD_MUTEX_INITIALIZER;	/* see gil_take */
+static int fork_has_gate;		/* before_fork took gil_gate */
 static int exiting;			/* the interpreter is finalizing */
 static uint32_t dumped_files, dumped_lines;	/* what the last snapshot held */
 
@@ -104,11 +106,61 @@ static uint32_t dumped_files, dumped_lines;	/* what the last snapshot held */
  *   (before_fork), so a child never inherits one locked.
  * - cov_cfg, wake, dir_sock, scope: set by cov_start and the forked
  *   child before our thread starts, then read only.
+ * - gil_gate: held by ours from before it asks for the GIL until after it
+ *   gave it back (gil_take, gil_give), and by a forking thread across the
+ *   fork (before_fork): first in the lock order, before the GIL.
  * - The store, the collectors and the Python objects they hold: the GIL.
  *   One exception: with gil_at_requests (uWSGI without threads) ours
  *   copies a plain snapshot without the GIL, under store_lock, which
  *   everything in store.c that allocates or frees holds too.
  */
+
+/* ---- our thread and the GIL -------------------------------------------- */
+
+/*
+ * Every time ours takes the GIL, through here.  A fork that runs none of
+ * Python's after-fork hooks (uWSGI respawning a worker, C code calling
+ * fork()) copies the GIL as it is: had ours held it at that instant, the
+ * child would wait forever for a holder that does not exist there; had it
+ * been waiting for it, the child's copy of the GIL's condition variable
+ * would count a waiter that never leaves, and glibc's would hang the
+ * child's next hand-over of the GIL between two threads.  So a forking
+ * thread takes gil_gate first (before_fork): it waits for ours to be done
+ * with the GIL, and ours waits for the fork to be over.
+ */
+static int gil_take(void)
+{
+	pthread_mutex_lock(&gil_gate);
+	return cov_py.GILState_Ensure();
+}
+
+static void gil_give(int gil)
+{
+	cov_py.GILState_Release(gil);
+	pthread_mutex_unlock(&gil_gate);
+}
+
+/*
+ * In before_fork.  A forking thread that holds the GIL (os.fork, whose
+ * after-fork hooks reinitialise the GIL in the child anyway, or C code
+ * under ctypes.PyDLL) cannot wait: ours may be waiting for that very GIL.
+ * One that does not waits at most 200 ms (ours holds the GIL for
+ * milliseconds, unless a thread of the program keeps it from us).
+ */
+static int gate_for_fork(void)
+{
+	struct timespec ts;
+
+	if (!cov_py.GILState_Check || cov_py.GILState_Check())
+		return pthread_mutex_trylock(&gil_gate) == 0;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 200000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return pthread_mutex_timedlock(&gil_gate, &ts) == 0;
+}
 
 /* ---- the status block (a sequence counter guards readers) --------------- */
 
@@ -278,21 +330,21 @@ static int dump(int reset)
 		return 0;
 	if (cov_cfg.gil_at_requests && !reset && !cov_cfg.branch)
 		return dump_nogil();
-	gil = cov_py.GILState_Ensure();
+	gil = gil_take();
 	if (is_exiting()) {	/* cov_on_exit ran while we waited for the GIL */
-		cov_py.GILState_Release(gil);
+		gil_give(gil);
 		return 0;
 	}
 	sweep_locked();		/* dump and stop report what it finds */
 	if (is_exiting()) {	/* a visit of the sweep let cov_on_exit run */
-		cov_py.GILState_Release(gil);
+		gil_give(gil);
 		return 0;
 	}
 	rc = cov_collect_snapshot(&snap);
 	cov_store_counts(&files, &lines);
 	if (!rc && reset)
 		cov_collect_rearm();
-	cov_py.GILState_Release(gil);
+	gil_give(gil);
 	if (rc) {
 		set_error("snapshot: out of memory");
 		cov_state_begin();
@@ -531,9 +583,12 @@ void cov_on_fork_child(void)
  */
 static void before_fork(void)
 {
+	int gate = gate_for_fork();
+
 	pthread_mutex_lock(&write_lock);
 	pthread_mutex_lock(&state_lock);
 	cov_store_lock();
+	fork_has_gate = gate;
 }
 
 static void after_fork(void)
@@ -541,6 +596,8 @@ static void after_fork(void)
 	cov_store_unlock();
 	pthread_mutex_unlock(&state_lock);
 	pthread_mutex_unlock(&write_lock);
+	if (fork_has_gate)
+		pthread_mutex_unlock(&gil_gate);
 }
 
 /*
@@ -554,6 +611,10 @@ static void after_fork(void)
  */
 static void after_fork_child(void)
 {
+	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+
+	if (!fork_has_gate)	/* ours may have held it: it is not here */
+		memcpy(&gil_gate, &fresh, sizeof(fresh));
 	after_fork();	/* the locks before_fork took, first */
 	cov_signals_set_wake(-1);
 	close_fd(&wake[0]);
@@ -620,10 +681,10 @@ static void import_lines(void)
 
 	if (!cov_cfg.import_lines || cov_cfg.gil_at_requests || is_exiting())
 		return;
-	gil = cov_py.GILState_Ensure();
+	gil = gil_take();
 	if (!is_exiting())
 		cov_modules_import_lines(&cov_py, &exiting, 0);
-	cov_py.GILState_Release(gil);
+	gil_give(gil);
 }
 
 /* A second for one still starting up: libpython may be loaded by a
@@ -708,7 +769,7 @@ static int setup(void)
 		return -1;
 	}
 	set_step(COV_STEP_GIL);
-	gil = cov_py.GILState_Ensure();
+	gil = gil_take();
 	set_step(COV_STEP_INSTALL);
 	rc = scope_init(err, sizeof(err));
 	if (!rc)
@@ -722,7 +783,7 @@ static int setup(void)
 	else if (cov_cfg.gil_at_requests && cov_cfg.import_lines)
 		cov_modules_import_lines(&cov_py, &exiting, 1);	/* this hold, not the next */
 	count_interpreters(interps);
-	cov_py.GILState_Release(gil);
+	gil_give(gil);
 	if (rc) {
 		set_error("start collecting: %s", err);
 		return -1;
@@ -739,13 +800,13 @@ static int setup(void)
 
 static void teardown(void)
 {
-	int gil = cov_py.GILState_Ensure();
+	int gil = gil_take();
 
 	cov_got_remove();
 	cov_hooks_remove();
 	cov_collect_stop();
 	cov_collect_release();
-	cov_py.GILState_Release(gil);
+	gil_give(gil);
 }
 
 /* With the GIL, not exiting: the sweep, and what it found published. */
@@ -783,10 +844,10 @@ static void sweep(void)
 	 * Python: a sweep would spend that chance, and there are no threads */
 	if (is_exiting() || cov_cfg.gil_at_requests)
 		return;
-	gil = cov_py.GILState_Ensure();
+	gil = gil_take();
 	if (!is_exiting())
 		sweep_locked();
-	cov_py.GILState_Release(gil);
+	gil_give(gil);
 }
 
 /* Wait for a request; returns its byte or 0 on timeout.  Coalesces: stop

@@ -109,6 +109,27 @@ def t_sleep_intact(exe, tmp):
     check(2.99 <= float(m.group(1)) < 3.5, "time.sleep(3) took %s s" % m.group(1))
 
 
+def t_c_sleep_intact(exe, tmp):
+    """A C sleep and a C poll with a timeout in progress (their remaining
+    time would be lost to a remote call) last their whole time and return 0:
+    start borrows the thread waiting on stdin instead."""
+    t = Target(exe, "csleep.py")
+    time.sleep(0.3)
+    cli_ok("start", "-o", tmp, t.pid)   # in the sleep
+    cli_ok("stop", t.pid)
+    line = t.proc.stdout.readline()
+    time.sleep(0.3)
+    cli_ok("start", "-o", tmp, t.pid)   # in the poll
+    line += t.proc.stdout.readline()
+    cli_ok("stop", t.pid)
+    got = re.findall(r"^(\w+) (-?\d+) (\d+) ([\d.]+)$", line, re.M)
+    check([g[:2] for g in got] == [("usleep", "0"), ("poll", "0")] and
+          all(float(g[3]) >= 1.99 for g in got), "C calls cut short: %r" % line)
+    t.send("")
+    out, err = t.proc.communicate(timeout=10)
+    check(t.proc.returncode == 0 and not err, "target: %s %r" % (t.proc.returncode, err))
+
+
 def t_coverage_report(exe, tmp):
     """coverage combine + report read our files as their own."""
     t = Target(exe, "http_server.py")
@@ -332,7 +353,8 @@ def t_gil_held(exe, tmp):
 
 
 E2E = [t_http_server, t_signals_and_scope, t_busy_main, t_sleep_intact, t_coverage_report,
-       t_dump_error_kept, t_lazy_imports, t_trace_idioms, t_gil_held]
+       t_dump_error_kept, t_lazy_imports, t_trace_idioms, t_gil_held,
+       t_c_sleep_intact]
 
 
 def t_install(tmp):

@@ -651,6 +651,33 @@ def t_fork_without_hooks(exe, tmp):
     cli_ok("stop", t.pid)
 
 
+def t_fork_storm(exe, tmp):
+    """1,500 children forked with libc's fork() (the GIL released, as
+    uWSGI's master does) while the collector takes the GIL for snapshot
+    after snapshot: not one child hangs on a GIL that the collector's
+    thread held or waited for at the fork (payload.c, gil_take)."""
+    t = Target(exe, "forkstorm.py")
+    cli_ok("start", "-o", tmp, t.pid)
+    done, n = [], [0]
+
+    def dumps():
+        while not done:
+            n[0] += cli("dump", t.pid).returncode == 0
+    th = threading.Thread(target=dumps)
+    th.start()
+    try:
+        t.send("storm 1500")
+        line = t.proc.stdout.readline().split()
+    finally:
+        done.append(1)
+        th.join()
+    check(line == ["DONE", "1500", "0"], "children that hung: %r" % line)
+    check(n[0] > 100, "only %d snapshots during the storm" % n[0])
+    cli_ok("stop", t.pid)
+    t.send("quit")
+    check(t.proc.wait(timeout=10) == 0, "target exited %s" % t.proc.returncode)
+
+
 def t_fork_between_stop_and_start(exe, tmp):
     """A child forked after stop, then parent and child both started: each
     has its own request pipe, so dump and stop reach exactly the process
@@ -780,7 +807,7 @@ def t_libpython_without_interpreter(exe, tmp):
 
 
 E2E = [t_prefork, t_mp_pool, t_pool_exit, t_exit_snapshot, t_reset_and_interval, t_chain, t_concurrent,
-       t_fork_without_hooks, t_fork_between_stop_and_start, t_wsgi_script_import_lines,
+       t_fork_without_hooks, t_fork_storm, t_fork_between_stop_and_start, t_wsgi_script_import_lines,
        t_subinterpreters, t_libpython_without_interpreter]
 SYSTEM = [("uwsgi [system]", t_uwsgi), ("apache and mod_wsgi [system]", t_apache),
           ("celery [system]", t_celery), ("django under gunicorn [system]", t_django)]

@@ -23,6 +23,7 @@
 #include <sys/syscall.h>
 #include <sys/ucontext.h>
 #include <sys/user.h>
+#include <time.h>
 #include "../arch.h"
 
 _Static_assert(sizeof(struct user_regs_struct) <= ARCH_REGS_BYTES,
@@ -70,9 +71,23 @@ raddr_t arch_sp(const struct arch_regs *r)
 	return CR(r)->rsp;
 }
 
-uint64_t arch_syscall_arg1(const struct arch_regs *r)
+void arch_syscall_args(const struct arch_regs *r, uint64_t args[6])
 {
-	return CR(r)->rsi;
+	const struct user_regs_struct *u = CR(r);
+
+	args[0] = u->rdi;
+	args[1] = u->rsi;
+	args[2] = u->rdx;
+	args[3] = u->r10;
+	args[4] = u->r8;
+	args[5] = u->r9;
+}
+
+int arch_restart_lost(const struct arch_regs *r)
+{
+	long ret = (long)CR(r)->rax;
+
+	return (long)CR(r)->orig_rax >= 0 && (-ret == ERESTART_RESTARTBLOCK || -ret == EINTR);
 }
 
 long arch_interrupted_syscall(const struct arch_regs *r)
@@ -93,36 +108,40 @@ long arch_interrupted_syscall(const struct arch_regs *r)
 	return -1;
 }
 
-int arch_idle_rank(long nr, uint64_t futex_op)
+int arch_idle_rank(long nr, const uint64_t *args)
 {
 	switch (nr) {
-	case SYS_nanosleep:
-	case SYS_clock_nanosleep:
-	case SYS_select:
+	case SYS_select:	/* these restart with -ERESTARTNOHAND */
 	case SYS_pselect6:
-	case SYS_poll:
 	case SYS_ppoll:
 	case SYS_accept:
 	case SYS_accept4:
 	case SYS_wait4:
 	case SYS_waitid:
 	case SYS_pause:
-	case SYS_rt_sigtimedwait:
 	case SYS_rt_sigsuspend:
 		return 4;
-	case SYS_restart_syscall:	/* a sleep or poll resumed after a stop */
-		return 3;
+	case SYS_clock_nanosleep:	/* time.sleep on 3.11+: absolute */
+		return (args[1] & TIMER_ABSTIME) ? 4 : ARCH_RANK_LOSSY;
+	case SYS_poll:
+		return (int)args[2] < 0 ? 4 : ARCH_RANK_LOSSY;
 	case SYS_read:
 	case SYS_recvfrom:
 	case SYS_recvmsg:
 		return 3;
 	case SYS_futex:
-		/* FUTEX_WAIT (0) or FUTEX_WAIT_BITSET (9), private or not */
-		return ((futex_op & 127) == 0 || (futex_op & 127) == 9) ? 2 : 0;
+		/* FUTEX_WAIT (0) or FUTEX_WAIT_BITSET (9), private or not;
+		 * with a timeout its restart is lost */
+		if ((args[1] & 127) != 0 && (args[1] & 127) != 9)
+			return 0;
+		return args[3] ? ARCH_RANK_LOSSY : 2;
+	case SYS_nanosleep:
+	case SYS_restart_syscall:	/* a sleep or poll resumed after a stop */
+	case SYS_rt_sigtimedwait:
 	case SYS_epoll_wait:
 	case SYS_epoll_pwait:
 	case SYS_epoll_pwait2:
-		return 1;
+		return ARCH_RANK_LOSSY;
 	}
 	return 0;
 }

@@ -10,9 +10,10 @@ import os
 import sys
 import time
 
-# PyDLL: the call keeps the GIL, as C code that forks a Python process must
-# (a child forked while another thread held the GIL would wait for it forever)
-libc = ctypes.PyDLL(None, use_errno=True)
+# CDLL: the GIL is released around fork(), as uWSGI's master does; no thread
+# of this program holds it then, and covinject's waits for the fork to end
+# (payload.c, gil_take), so the child finds the GIL free
+libc = ctypes.CDLL(None, use_errno=True)
 FLAGS = sys.argv[1]
 
 
