@@ -208,13 +208,15 @@ def diagnose(stderr=""):
     the threads of every live target (state, wait channel, system call and
     its user pc), so that a hang seen once in CI says where it was."""
     out = []
-    for pid in sorted(set(re.findall(r"\b(?:start|dump|stop) (\d+):", stderr))):
-        out.append(cli("status", pid).stdout.strip())
+    named = sorted(set(re.findall(r"\b(?:start|dump|stop) (\d+):", stderr)))
+    for pid in named:
+        r = cli("status", pid)
+        out.append((r.stdout + r.stderr).strip())
     for task in sorted(glob.glob("/proc/[0-9]*/task/[0-9]*")):
         try:
             with open(task.rsplit("/task", 1)[0] + "/cmdline") as f:
                 cmd = f.read().replace("\0", " ")
-            if "targets/" not in cmd:
+            if "targets" not in cmd and task.split("/")[2] not in named:
                 continue
             with open(task + "/stat") as f:
                 state = f.read().rsplit(")", 1)[1].split()[0]
