@@ -285,6 +285,8 @@ static int wait_collecting(struct cli_opts *o, struct cov_state *s, uint32_t cal
 	double deadline = cli_now() + o->timeout;
 
 	for (;;) {
+		if (kill(o->pid, 0) && errno == ESRCH)
+			return -3;	/* it exited (a worker that failed to boot) */
 		if (cli_read_state(o->pid, s) == 0 && s->start_calls != calls) {
 			if (s->start_error)
 				return s->start_error;
@@ -432,6 +434,12 @@ int cli_start(struct cli_opts *all, pid_t pid)
 		       "while a request runs Python; check with: covinject status %d)\n",
 		       (int)o->pid, (int)o->pid);
 		return EXIT_OK;
+	}
+	if (r == -3) {
+		cli_err(o->pid, "start", "the process exited while its collector was "
+			"starting (it was %s)",
+			cli_step_name(s.step));
+		return EXIT_FAIL;
 	}
 	if (r == -2) {
 		cli_err(o->pid, "start", "the payload is loaded but did not start "
