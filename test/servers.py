@@ -365,10 +365,12 @@ def t_uwsgi(tmp):
             check(out.count("collecting in") == 3, "start --tree: %r" % out)
             first = set(children(master))
 
-            def respawned():            # a worker recycles only after 1 s of life
-                check(urllib.request.urlopen(url, timeout=5).read() == b"hello /x", "bad answer")
-                return set(children(master)) - first
-            wait_for(respawned, "a respawned worker", timeout=20, interval=0.1)
+            def served_by_respawned():  # a worker recycles only after 1 s of life
+                r = urllib.request.urlopen(url, timeout=5)
+                check(r.read() == b"hello /x", "bad answer")
+                return int(r.headers["X-Pid"]) not in first | {master}
+            wait_for(served_by_respawned, "a request served by a respawned worker",
+                     timeout=20, interval=0.1)
             v = tagged("wsgiapp.py", "v")
             respawned = set(children(master)) - first
             st = cli_ok("status", "--tree", master)
