@@ -1,6 +1,6 @@
 /*
  * inject.c - make a live process load our payload and call
- * cov_start(config); the one interface cli/ uses (inject.h).
+ * cov_start(config, running_ip); the one interface cli/ uses (inject.h).
  *
  * The recipe (DESIGN.md, "the path of one start"):
  *   1. resolve memfd_create/dlopen/close and the sigreturn code in the
@@ -8,7 +8,7 @@
  *   2. borrow one thread (borrow.c): idle in a syscall, or running Python;
  *   3. self-completing remote calls in it (remote.c):
  *      memfd_create -> (we write the bytes through /proc/PID/fd/N) ->
- *      dlopen("/proc/self/fd/N") -> cov_start(config) -> close;
+ *      dlopen("/proc/self/fd/N") -> cov_start(config, running_ip) -> close;
  *   4. detach: the kernel's sigreturn puts the thread back as it was and
  *      restarts the syscall it was parked in.
  * Step 3 shrinks to cov_start when the payload is mapped already, and a
@@ -260,11 +260,12 @@ static int close_memfds(struct excursion *x, const struct libc_fns *f, int rfd,
 	return 0;
 }
 
-/* cov_start(config): its outcome shows in the payload's status block. */
+/* cov_start(config, running_ip): its outcome shows in the payload's status
+ * block. */
 static int call_start(struct excursion *x, const char *config, struct inject_err *err)
 {
 	raddr_t start;
-	uint64_t a[1] = { x->strings };
+	uint64_t a[2] = { x->strings, x->b->syscall >= 0 ? 0 : arch_ip(&x->b->regs) };
 	size_t len = strlen(config) + 1;
 	int r;
 
@@ -276,7 +277,7 @@ static int call_start(struct excursion *x, const char *config, struct inject_err
 	if ((r = inject_write(x->pid, x->strings, config, len)))
 		return inject_fail(err, r, "write to the stack of %d: %s", (int)x->pid,
 				   strerror(-r));
-	return inject_exc_call(x, "cov_start", start, a, 1, err);
+	return inject_exc_call(x, "cov_start", start, a, 2, err);
 }
 
 int inject_start(pid_t pid, const char *payload_path, const char *config,

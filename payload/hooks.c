@@ -9,15 +9,30 @@
  *       while collecting starts its own payload thread, from empty data,
  *       into its own file.  CPython offers no way to unregister this one: after
  *       stop it stays registered and does nothing.
+ *   threading._after_fork, on 3.6, which has no os.register_at_fork: the
+ *       function PyOS_AfterFork calls in every child of os.fork (through
+ *       PyEval_ReInitThreads, once the GIL exists, which it does while
+ *       covinject collects), wrapped: CPython's own first, then ours.  The
+ *       original goes back at stop, unless the program replaced ours.
+ *       Until the program imports threading, a child of os.fork runs no
+ *       hook of ours: it is "unhooked", as after a C fork().
  *
- * Both run in the interpreter's thread with the GIL held, after CPython has
- * made its own state consistent (PyOS_AfterFork_Child runs first).
+ * They run in the interpreter's thread with the GIL held, after CPython has
+ * made its own state consistent (PyOS_AfterFork_Child runs first; on 3.6,
+ * the thread-local storage and the GIL are reinitialised before
+ * threading._after_fork, the import lock after it, which our thread waits
+ * for anyway: it needs the GIL the child's thread holds until then).
+ * METH_NOARGS: every version's calling convention has it.
  */
 #include <string.h>
 #include "payload.h"
 
+#define PY_METH_NOARGS	0x0004	/* Include/methodobject.h, every version */
+
 static PyObject *exit_fn, *fork_fn;
 static int fork_registered;
+static PyObject *threading_mod, *after_fork_orig, *after_fork_ours;	/* 3.6 */
+static int wrap_pending;	/* 3.6, collecting: wrap once threading is imported */
 
 static PyObject *none(void)
 {
@@ -25,29 +40,45 @@ static PyObject *none(void)
 	return cov_py.None;
 }
 
-static PyObject *on_exit_cb(PyObject *self, PyObject *const *args, Py_ssize_t n)
+static PyObject *on_exit_cb(PyObject *self, PyObject *unused)
 {
 	(void)self;
-	(void)args;
-	(void)n;
+	(void)unused;
 	cov_on_exit();
 	return none();
 }
 
-static PyObject *on_fork_cb(PyObject *self, PyObject *const *args, Py_ssize_t n)
+static PyObject *on_fork_cb(PyObject *self, PyObject *unused)
 {
 	(void)self;
-	(void)args;
-	(void)n;
+	(void)unused;
 	cov_on_fork_child();
 	return none();
 }
 
+/* threading._after_fork in our place (3.6): self is CPython's. */
+static PyObject *on_after_fork_cb(PyObject *orig, PyObject *unused)
+{
+	PyObject *r, *t, *v, *tb;
+
+	cov_adopt_pending = 0;	/* not inside CPython's own: after it, here */
+	r = cov_py.Object_CallFunctionObjArgs(orig, NULL);
+
+	(void)unused;
+	cov_py.Err_Fetch(&t, &v, &tb);	/* its error, if any, is the caller's */
+	cov_on_fork_child();
+	cov_py.Err_Restore(t, v, tb);
+	return r;
+}
+
 static struct py_methoddef exit_def = {
-	"covinject_exit", (void *)on_exit_cb, PY_METH_FASTCALL, NULL
+	"covinject_exit", (void *)on_exit_cb, PY_METH_NOARGS, NULL
 };
 static struct py_methoddef fork_def = {
-	"covinject_fork", (void *)on_fork_cb, PY_METH_FASTCALL, NULL
+	"covinject_fork", (void *)on_fork_cb, PY_METH_NOARGS, NULL
+};
+static struct py_methoddef after_fork_def = {
+	"_after_fork", (void *)on_after_fork_cb, PY_METH_NOARGS, NULL
 };
 
 /* module.name(arg) with keyword kw if given; 0 or -1 (error cleared). */
@@ -80,6 +111,90 @@ static int call(const char *module, const char *name, const char *kw,
 	return r ? 0 : -1;
 }
 
+/* Has module `module` an attribute `name`?  Error cleared. */
+static int has(const char *module, const char *name)
+{
+	PyObject *mod = cov_py.Import_ImportModule(module), *fn = NULL;
+
+	if (mod)
+		fn = cov_py.Object_GetAttrString(mod, name);
+	if (fn)
+		cov_py.DecRef(fn);
+	if (mod)
+		cov_py.DecRef(mod);
+	cov_py.Err_Clear();
+	return fn != NULL;
+}
+
+/*
+ * 3.6: threading._after_fork wrapped, if the program imported threading
+ * (ours must not: the module would take our thread for the main one);
+ * the sweep tries again.  0 (or not imported yet), or -1 (error cleared).
+ */
+static int wrap_after_fork(void)
+{
+	PyObject *name = cov_py.Unicode_FromString("threading");
+	PyObject *mod = name ? cov_py.Import_GetModule(name) : NULL, *orig = NULL;
+	PyObject *ours = NULL;
+
+	if (name)
+		cov_py.DecRef(name);
+	cov_py.Err_Clear();
+	if (!mod)
+		return 0;
+
+	if (mod)
+		orig = cov_py.Object_GetAttrString(mod, "_after_fork");
+	if (orig)
+		ours = cov_py.CFunction_NewEx(&after_fork_def, orig, NULL);
+	if (ours && cov_py.Object_SetAttrString(mod, "_after_fork", ours) == 0) {
+		threading_mod = mod;
+		after_fork_orig = orig;
+		after_fork_ours = ours;
+		return 0;
+	}
+	if (ours)
+		cov_py.DecRef(ours);
+	if (orig)
+		cov_py.DecRef(orig);
+	if (mod)
+		cov_py.DecRef(mod);
+	cov_py.Err_Clear();
+	return -1;
+}
+
+/* The original back, if ours is still there. */
+static void unwrap_after_fork(void)
+{
+	PyObject *now;
+
+	if (!threading_mod)
+		return;
+	now = cov_py.Object_GetAttrString(threading_mod, "_after_fork");
+	if (now == after_fork_ours &&
+	    cov_py.Object_SetAttrString(threading_mod, "_after_fork", after_fork_orig))
+		cov_py.Err_Clear();
+	cov_py.Err_Clear();
+	if (now)
+		cov_py.DecRef(now);
+	cov_py.DecRef(after_fork_ours);
+	cov_py.DecRef(after_fork_orig);
+	cov_py.DecRef(threading_mod);
+	threading_mod = after_fork_orig = after_fork_ours = NULL;
+}
+
+int cov_hooks_fork_by_trace(void)
+{
+	return wrap_pending;
+}
+
+/* Every second, GIL held: threading imported since, on 3.6. */
+void cov_hooks_sweep(void)
+{
+	if (wrap_pending && !threading_mod)
+		wrap_after_fork();
+}
+
 int cov_hooks_install(char *err, size_t len)
 {
 	if (!exit_fn && !(exit_fn = cov_py.CFunction_NewEx(&exit_def, NULL, NULL)))
@@ -88,13 +203,19 @@ int cov_hooks_install(char *err, size_t len)
 		strncpy(err, "atexit.register failed", len - 1);
 		return -1;
 	}
-	if (!fork_registered) {
+	if (!has("os", "register_at_fork")) {
+		if (wrap_after_fork())
+			goto undo;
+		wrap_pending = 1;
+	} else if (!fork_registered) {
 		if (!(fork_fn = cov_py.CFunction_NewEx(&fork_def, NULL, NULL)) ||
 		    call("os", "register_at_fork", "after_in_child", fork_fn))
-			goto fail;
+			goto undo;
 		fork_registered = 1;	/* for good: it cannot be removed */
 	}
 	return 0;
+undo:
+	call("atexit", "unregister", NULL, exit_fn);
 fail:
 	cov_py.Err_Clear();
 	strncpy(err, "register the exit and fork hooks failed", len - 1);
@@ -105,4 +226,6 @@ void cov_hooks_remove(void)
 {
 	if (exit_fn)
 		call("atexit", "unregister", NULL, exit_fn);
+	wrap_pending = 0;
+	unwrap_after_fork();
 }

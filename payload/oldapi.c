@@ -14,9 +14,13 @@
  *   PyInterpreterState_Main (3.7)            the last of the list
  *   PyImport_GetModule (3.7)                 sys.modules, PyDict_GetItem
  *
- * No layout is compiled in.  Everything runs with the GIL held.
+ * and one thing 3.6 lacks that is not a function: a GIL before the
+ * program's second thread (cov_oldapi_make_gil).  No layout is compiled
+ * in.  Everything else runs with the GIL held.
  */
+#include <dlfcn.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include "oldapi.h"
 
@@ -249,5 +253,92 @@ int cov_oldapi_fill(struct pyapi *api)
 	FILL(Eval_SetTraceTs, set_trace);
 	FILL(InterpreterState_Main, interpreter_main);
 	FILL(Import_GetModule, import_get_module);
+	return 0;
+}
+
+/*
+ * Where PyEval_InitThreads must not run in the thread it interrupted: the
+ * functions that test for the GIL and then act on the answer (a GIL made
+ * in between would be dropped without being held, or the interpreter
+ * taken without it), and those of the pending calls' lock, made on first
+ * use.  dladdr names only exported functions.  Of the static ones, only
+ * create_gil tests and acts while there is no GIL, inside
+ * PyEval_InitThreads (the program starting its first thread): making the
+ * GIL there too is made over by the rest of create_gil, which leaves it
+ * free for PyEval_InitThreads to take, as it would have been.
+ */
+static const char *const gil_testers[] = {
+	"PyEval_SaveThread", "PyEval_RestoreThread", "PyEval_AcquireThread",
+	"PyEval_ReleaseThread", "PyEval_AcquireLock", "PyEval_ReleaseLock",
+	"PyEval_InitThreads", "PyEval_ReInitThreads", "PyThreadState_Swap",
+	"PyGILState_Ensure", "PyGILState_Release", "Py_AddPendingCall",
+	"Py_MakePendingCalls", "_PyEval_FiniThreads",
+};
+
+/* May the thread interrupted at ip (0: parked in a system call) have the
+ * GIL made under it?  If not, why. */
+static int may_make_gil_at(uintptr_t ip, char *why, size_t len)
+{
+	Dl_info info;
+
+	if (!ip)
+		return 1;
+	if (!dladdr((void *)ip, &info) || !info.dli_sname)
+		return 1;	/* a static function: see above */
+	for (size_t i = 0; i < sizeof(gil_testers) / sizeof(gil_testers[0]); i++)
+		if (!strcmp(info.dli_sname, gil_testers[i])) {
+			snprintf(why, len, "it was caught running in %s", info.dli_sname);
+			return 0;
+		}
+	return 1;
+}
+
+/*
+ * 3.6 creates its GIL only when a second thread starts
+ * (_thread.start_new_thread calls PyEval_InitThreads); until then its one
+ * thread runs with no lock at all, and PyGILState_Ensure in ours would
+ * not wait for it (PyEval_RestoreThread takes the GIL only if it exists).
+ * So the borrowed thread makes it here, in cov_start, as starting a
+ * thread would, if it is that one thread and was parked in a system call
+ * or caught running outside the functions that test for the GIL
+ * (gil_testers), with the interpreter either released (inside
+ * Py_BEGIN_ALLOW_THREADS) or held:
+ *
+ *   released: its state in, PyEval_InitThreads (makes the GIL and takes
+ *             it for that state), PyEval_SaveThread (gives it back): as
+ *             before, plus a free GIL it will take on its way out
+ *   held:     PyEval_InitThreads only: it holds the GIL it was running under
+ *
+ * PyEval_InitThreads also records this thread as the main one, which
+ * pending calls (Python's signal handlers) run in: the one thread that
+ * runs Python is it.  0 (made, or not needed), or -1 (needed, and not
+ * this thread's to make).  No GIL: there is none.
+ */
+int cov_oldapi_make_gil(uintptr_t running_ip, char *why, size_t len)
+{
+	PyThreadState *mine, *cur, *head;
+
+	if (!py || !py->Eval_ThreadsInitialized || py->Eval_ThreadsInitialized() ||
+	    !py->IsInitialized())
+		return 0;	/* 3.7+ made it at startup; a late start waits */
+	if (!may_make_gil_at(running_ip, why, len))
+		return -1;
+	head = py->InterpreterState_ThreadHead(py->InterpreterState_Main());
+	if (!py->Eval_InitThreads || !(mine = py->GILState_GetThisThreadState()) ||
+	    head != mine || py->ThreadState_Next(head)) {
+		/* without a GIL, another thread's state is not ours to judge */
+		snprintf(why, len, "it is not the one thread that runs Python");
+		return -1;
+	}
+	cur = py->ThreadState_Swap(NULL);
+	if (cur && cur != mine) {
+		py->ThreadState_Swap(cur);
+		snprintf(why, len, "another thread state was current in it");
+		return -1;
+	}
+	py->ThreadState_Swap(mine);
+	py->Eval_InitThreads();
+	if (!cur)
+		py->Eval_SaveThread();
 	return 0;
 }

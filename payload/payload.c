@@ -38,6 +38,7 @@
 #include <unistd.h>
 #include "collect.h"
 #include "modules.h"
+#include "oldapi.h"
 #include "payload.h"
 #include "store.h"
 #include "versions.h"
@@ -46,7 +47,7 @@
 #define EXPORT __attribute__((visibility("default")))
 #define SWEEP_MS 1000
 
-EXPORT int cov_start(const char *config);
+EXPORT int cov_start(const char *config, uint64_t running_ip);
 
 EXPORT struct cov_state cov_state = {
 	.magic = COV_STATE_MAGIC,
@@ -60,6 +61,11 @@ struct pyapi cov_py;
 __thread int cov_collector_thread;
 
 static char cfg_text[COV_CONFIG_MAX];	/* copied by cov_start */
+static int api_loaded;			/* cov_py: once, by cov_start or setup */
+static int gil_missing;			/* 3.6 without a GIL: see setup */
+static int fork_held_gil;		/* the forking thread held the GIL */
+int cov_adopt_pending;			/* see after_fork_child */
+static char gil_why[96];		/* why the borrowed thread did not make it */
 static int wake[2] = { -1, -1 };	/* requests -> our thread */
 static char stdlib_dir[PATH_MAX];
 static const char *sources[2 * COV_MAX_SOURCES];	/* --source, resolved */
@@ -583,12 +589,14 @@ void cov_on_fork_child(void)
  */
 static void before_fork(void)
 {
+	int held = cov_py.GILState_Check && cov_py.GILState_Check();
 	int gate = gate_for_fork();
 
 	pthread_mutex_lock(&write_lock);
 	pthread_mutex_lock(&state_lock);
 	cov_store_lock();
 	fork_has_gate = gate;
+	fork_held_gil = held;
 }
 
 static void after_fork(void)
@@ -608,6 +616,13 @@ static void after_fork(void)
  * A signal handler or an exit hook of the child can then never reach the
  * parent's collector.  cov_on_fork_child, when Python's hooks run, gives
  * the child its own; otherwise it stays "unhooked" (status says so).
+ *
+ * On 3.6 the hook is threading._after_fork (hooks.c), which runs only if
+ * the program imported threading.  A child of os.fork (which forks with
+ * the GIL held and reinitialises the interpreter before it returns to
+ * Python; a C server's fork(), uWSGI's, gives the GIL up first) gets its
+ * collector at its first trace event instead: cov_adopt_pending, which
+ * the trace function reads (trace.c) and threading._after_fork clears.
  */
 static void after_fork_child(void)
 {
@@ -625,6 +640,15 @@ static void after_fork_child(void)
 	cov_state.wake_fd = cov_state.dir_sock = -1;
 	cov_state.unhooked = cov_state.phase == COV_COLLECTING;
 	cov_state_end();
+	cov_adopt_pending = fork_held_gil && cov_state.phase == COV_COLLECTING &&
+			    cov_hooks_fork_by_trace();
+}
+
+/* From the trace function, GIL held: the os.fork child's own collector. */
+void cov_fork_adopt(void)
+{
+	cov_adopt_pending = 0;
+	cov_on_fork_child();
 }
 
 /* ---- the payload thread ------------------------------------------------ */
@@ -751,12 +775,16 @@ static int setup(void)
 	uint32_t interps[3];
 	int gil, rc;
 
-	if (cov_pyapi_load(&cov_py, err, sizeof(err))) {
+	if (!api_loaded && cov_pyapi_load(&cov_py, err, sizeof(err))) {
 		set_error("Python C-API: %s", err);
 		return -1;
 	}
+	api_loaded = 1;
 	if (check_version())
 		return -1;
+	cov_state_begin();
+	cov_state.py_hex = cov_py.hex;	/* status names it, even on failure */
+	cov_state_end();
 	set_step(COV_STEP_INTERP);
 	if (wait_interpreter()) {
 		set_error("no interpreter runs in this process: libpython is loaded but "
@@ -766,6 +794,12 @@ static int setup(void)
 		cov_state_begin();
 		cov_state.no_interpreter = 1;
 		cov_state_end();
+		return -1;
+	}
+	if (gil_missing && !cov_py.Eval_ThreadsInitialized()) {
+		set_error("Python %.6s here has no GIL yet (it makes one when the program "
+			  "starts its first thread), and the thread covinject borrowed "
+			  "could not make it: %s; start again", cov_py.GetVersion(), gil_why);
 		return -1;
 	}
 	set_step(COV_STEP_GIL);
@@ -818,6 +852,7 @@ static void sweep_locked(void)
 	cov_collect_sweep(&w);
 	if (is_exiting())
 		return;	/* a visit let cov_on_exit run: touch nothing more */
+	cov_hooks_sweep();
 	count_interpreters(interps);
 	cov_state_begin();
 	cov_state.threads_now = w.live;
@@ -977,17 +1012,18 @@ static void *payload_main(void *arg)
 }
 
 /* 0 or a positive errno.  Must not wait for anything: no GIL, no Python,
- * just a copy and a pthread_create. */
-static int start(const char *config);
+ * just a copy and a pthread_create (and, on 3.6, cov_oldapi_make_gil). */
+static int start(const char *config, uint64_t running_ip);
 
 /*
  * Called by the injector in a borrowed thread (all signals blocked by the
- * injector).  The injector cannot read our return value (its calls return
- * through a sigreturn), so the outcome goes to the status block too.
+ * injector); running_ip: where it was caught running Python, 0 if it was
+ * parked in a system call.  The injector cannot read our return value (its calls
+ * return through a sigreturn), so the outcome goes to the status block too.
  */
-EXPORT int cov_start(const char *config)
+EXPORT int cov_start(const char *config, uint64_t running_ip)
 {
-	int rc = start(config);
+	int rc = start(config, running_ip);
 
 	cov_state_begin();
 	cov_state.start_calls++;
@@ -996,8 +1032,9 @@ EXPORT int cov_start(const char *config)
 	return rc;
 }
 
-static int start(const char *config)
+static int start(const char *config, uint64_t running_ip)
 {
+	char err[COV_ERR_MAX];
 	static int atfork_done;	/* a child inherits the registration too */
 	char drain[64];
 	uint32_t phase = cov_state.phase;
@@ -1024,6 +1061,11 @@ static int start(const char *config)
 	}
 	while (read(wake[0], drain, sizeof(drain)) > 0)
 		;	/* requests left over from a previous run */
+	/* a failure to load is setup's to report, from our thread */
+	if (!api_loaded && cov_pyapi_load(&cov_py, err, sizeof(err)) == 0)
+		api_loaded = 1;
+	gil_missing = api_loaded &&
+		      cov_oldapi_make_gil((uintptr_t)running_ip, gil_why, sizeof(gil_why));
 	__atomic_store_n(&exiting, 0, __ATOMIC_SEQ_CST);
 	cov_state_begin();
 	cov_state.starts++;

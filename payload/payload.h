@@ -29,6 +29,13 @@ int cov_signals_lost(void);
 /* hooks.c: atexit and os.register_at_fork; call with the GIL held. */
 int cov_hooks_install(char *err, size_t len);
 void cov_hooks_remove(void);
+/* GIL held, every sweep: what could not be hooked at install, now. */
+void cov_hooks_sweep(void);
+/* No os.register_at_fork (3.6): a child of os.fork is hooked through the
+ * trace function (cov_adopt_pending, cov_fork_adopt; payload.c). */
+int cov_hooks_fork_by_trace(void);
+extern int cov_adopt_pending;
+void cov_fork_adopt(void);
 
 /* got.c: os._exit writes the final snapshot too; threads C code brings
  * into Python, or into a sub-interpreter, get the tracer at once (trace:

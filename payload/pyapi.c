@@ -110,6 +110,8 @@ static const struct sym py_syms[] = {
 	OPT(Frame_GetBack, "PyFrame_GetBack"),
 	F(ThreadState_New, "PyThreadState_New"),
 	F(ThreadState_Swap, "PyThreadState_Swap"),
+	OPT(Eval_ThreadsInitialized, "PyEval_ThreadsInitialized"),
+	OPT(Eval_InitThreads, "PyEval_InitThreads"),
 	F(ThreadState_Clear, "PyThreadState_Clear"),
 	F(ThreadState_Delete, "PyThreadState_Delete"),
 	OPT(InterpreterState_GetID, "PyInterpreterState_GetID"),

@@ -122,6 +122,8 @@ struct pyapi {
 	 * config; 3.9-3.11: always). */
 	PyThreadState *(*ThreadState_New)(PyInterpreterState *);
 	PyThreadState *(*ThreadState_Swap)(PyThreadState *);
+	int (*Eval_ThreadsInitialized)(void);	/* 3.6: 0 until a thread starts */
+	void (*Eval_InitThreads)(void);
 	void (*ThreadState_Clear)(PyThreadState *);
 	void (*ThreadState_Delete)(PyThreadState *);
 	long long (*InterpreterState_GetID)(PyInterpreterState *);

@@ -44,6 +44,7 @@
 #include <unistd.h>
 #include "collect.h"
 #include "oldapi.h"
+#include "payload.h"
 #include "trace.h"
 
 static struct pyapi *py;
@@ -106,6 +107,8 @@ static int on_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg
 
 	(void)obj;
 	(void)arg;
+	if (__builtin_expect(cov_adopt_pending, 0))
+		cov_fork_adopt();	/* 3.6, a child of os.fork: payload.c */
 	if (what != PY_TRACE_LINE && what != PY_TRACE_CALL)
 		return 0;
 	code = py->Frame_GetCode(frame);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #define COV_PYTHONS(X) \
+	X(3, 6)		\
 	X(3, 7)		\
 	X(3, 8)		\
 	X(3, 9)		\

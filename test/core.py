@@ -130,6 +130,40 @@ def t_c_sleep_intact(exe, tmp):
     check(t.proc.returncode == 0 and not err, "target: %s %r" % (t.proc.returncode, err))
 
 
+def t_single_thread(exe, tmp):
+    """A process that never started a second thread nor imported threading
+    (3.6 has no GIL then, until start makes one): it collects; its own
+    Python signal handler still runs; a child of os.fork, which no hook of
+    threading's reaches, gets a collector of its own (it answers dump
+    --tree with its lines); covinject imported no threading (where site
+    had not); the program ends normally."""
+    t = Target(exe, "nothread.py")
+    cli_ok("start", "-o", tmp, t.pid)
+    os.kill(t.pid, signal.SIGHUP)
+    check(t.proc.stdout.readline().strip() == "HUP", "the program's SIGHUP handler did not run")
+    t.send("fork")
+    line = t.proc.stdout.readline().split()
+    check(line[:1] == ["CHILD"], "no child: %r" % line)
+    child, work = line[1], tagged("nothread.py", "child")
+
+    def child_dumped():
+        files = dict(re.findall(r"^(\d+): (/\S+)", cli_ok("dump", "--tree", t.pid), re.M))
+        return child in files and work <= measured(files[child], "nothread.py")
+    wait_for(child_dumped, "the forked child to answer dump --tree with its lines")
+    st = cli_ok("status", "--tree", t.pid)
+    check("pid %s: covinject loaded, collecting" % child in st, "the child: %r" % st)
+    t.send("reap")
+    out = cli_ok("stop", t.pid)
+    check(tagged("nothread.py", "hup") <= measured(out.strip(), "nothread.py"),
+          "the signal handler's line is not in %s" % out)
+    t.send("check")
+    check(t.proc.stdout.readline().split() == ["THREADING", t.ready[1]],
+          "covinject imported threading")
+    t.send("quit")
+    _, err = t.proc.communicate(timeout=10)
+    check(t.proc.returncode == 0 and not err, "target: %s %r" % (t.proc.returncode, err))
+
+
 def t_coverage_report(exe, tmp):
     """coverage combine + report read our files as their own."""
     t = Target(exe, "http_server.py")
@@ -354,7 +388,7 @@ def t_gil_held(exe, tmp):
 
 E2E = [t_http_server, t_signals_and_scope, t_busy_main, t_sleep_intact, t_coverage_report,
        t_dump_error_kept, t_lazy_imports, t_trace_idioms, t_gil_held,
-       t_c_sleep_intact]
+       t_c_sleep_intact, t_single_thread]
 
 
 def t_install(tmp):

@@ -188,7 +188,7 @@ def case_coroutines(state):
     except StopIteration as stop:
         state.log.append(stop.value)
     state.log.append(lib.run_coroutine(lib.suspended_coro(state.log)))
-    return lib.asyncio.run(lib.async_main(state.log))
+    return lib.run_async(lib.async_main(state.log))
 
 
 def case_comprehensions(state):

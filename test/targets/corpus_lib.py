@@ -3,14 +3,31 @@
 # the same way every time: no timing, no hash order, no garbage collection.
 # Lines tagged "# @diff-KEY" are expected to differ between covinject and
 # an oracle; test/parity.py says how, and the README says why.
+from __future__ import generator_stop    # the default from 3.7 (PEP 479)
+
 import _thread
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import sys
 import threading
 import time
+
+try:
+    from dataclasses import dataclass
+except ImportError:                         # on 3.6  # @import-not-run
+    def dataclass(cls):                     # @import-not-run
+        """The __init__ of dataclasses.dataclass, which 3.6 lacks."""
+        names = list(cls.__annotations__)
+        defaults = {n: cls.__dict__[n] for n in names if n in cls.__dict__}
+
+        def __init__(self, *args):
+            for n, v in zip(names, args):
+                setattr(self, n, v)
+            for n in names[len(args):]:
+                setattr(self, n, defaults[n])
+        cls.__init__ = __init__
+        return cls
 
 
 # ---- decorators -------------------------------------------------------------
@@ -250,6 +267,22 @@ def late_c_thread(delay, done_lock, out):
     done_lock.release()                 # @diff-cthread-late
 
 
+def run_async(coro):
+    """asyncio.run, which 3.6 lacks."""
+    if hasattr(asyncio, "run"):
+        return asyncio.run(coro)
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+def running_loop():
+    """asyncio.get_running_loop, which 3.6 lacks."""
+    return getattr(asyncio, "get_running_loop", asyncio.get_event_loop)()
+
+
 def loop_thread(started, out):
     async def waiter(event):
         started.set()
@@ -260,12 +293,12 @@ def loop_thread(started, out):
 
     async def main():
         event = asyncio.Event()
-        out.append(asyncio.get_running_loop())
+        out.append(running_loop())
         out.append(event)
         coro = waiter(event)
         out.append(coro)
         return await coro               # @diff-running
-    out.append(asyncio.run(main()))     # @diff-running
+    out.append(run_async(main()))       # @diff-running
 
 
 # ---- recursion and exceptions ------------------------------------------------
@@ -454,7 +487,7 @@ def define_classes():
         class Inner:
             kind = "inner"
 
-    @dataclasses.dataclass
+    @dataclass
     class Item:
         name: str                           # @diff-annotate
         qty: int = 1

@@ -2,6 +2,7 @@
 # attaches.  Lines tagged "# @x" are what the tests expect to see recorded
 # once route x ran (or, for @w, once the worker looped) after the attach.
 import http.server
+import socketserver
 import sys
 import threading
 import time
@@ -52,8 +53,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    """http.server.ThreadingHTTPServer, which 3.6 lacks."""
+    daemon_threads = True
+
+
 def main():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=worker, daemon=True).start()
     print("READY %d" % server.server_address[1], flush=True)
     server.serve_forever()

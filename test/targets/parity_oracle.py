@@ -19,6 +19,11 @@ covinject would attach) and end():
              object at its PY_START), so this is the fair way to ask
              "which lines that ran after the point would coverage.py
              report".  KIND coverage-branch measures arcs too.
+  settrace   a plain sys.settrace line tracer, for 3.6, where coverage.py
+             6.5 does not run (its Python tracer needs f_trace_lines, 3.7):
+             set here, for this thread and with threading.settrace for
+             threads started later, as coverage.py's Python tracer is, and
+             recording "line" events from begin() on.
   monitoring sys.monitoring LINE events (3.12+), set globally at begin():
              every thread, frames already running included, like covinject;
              with PY_START as coverage.py's sysmon core has it (on 3.13 a
@@ -29,7 +34,8 @@ Run as a program, it serves test/parity.py with the target's interpreter:
       should hold for each FILE: the line starts of the module's code and of
       its class bodies, recursively (payload/modules.c), as JSON
   parity_oracle.py imports DATA MODULE...   coverage.py measuring nothing but
-      the import of each MODULE, into the data file DATA
+      the import of each MODULE, into the data file DATA; on 3.6 the
+      settrace tracer, into DATA as JSON
   parity_oracle.py analysis DATA CONTEXT FILE...   the missing lines and
       branches this interpreter's coverage.py reports of each FILE from the
       context CONTEXT of DATA, as JSON
@@ -92,6 +98,35 @@ class CoverageOracle:
     def end(self):
         self.cov.stop()
         self.cov.save()
+
+
+def coverage_runs():
+    """Does Debian's coverage.py 6.5 run on this interpreter?"""
+    return sys.version_info >= (3, 7)
+
+
+class SettraceOracle:
+    def __init__(self, path, live=False):
+        import threading
+        self.path, self.live, self.lines = path, live, {}
+        self.threading = threading
+        threading.settrace(self._trace)
+        sys.settrace(self._trace)
+
+    def _trace(self, frame, event, arg):
+        if event == "line" and self.live:
+            self.lines.setdefault(frame.f_code.co_filename, set()).add(frame.f_lineno)
+        return self._trace
+
+    def begin(self):
+        self.live = True
+
+    def end(self):
+        sys.settrace(None)
+        self.threading.settrace(None)
+        self.live = False
+        with open(self.path, "w") as f:
+            json.dump({k: sorted(v) for k, v in self.lines.items()}, f)
 
 
 class MonitoringOracle:
@@ -281,6 +316,8 @@ def open_oracle(argv):
     kind, path = argv[argv.index("--oracle") + 1].split(":", 1)
     if kind in ("coverage", "coverage-branch"):
         return CoverageOracle(path, kind == "coverage-branch")
+    if kind == "settrace":
+        return SettraceOracle(path)
     if kind == "monitoring":
         return MonitoringOracle(path)
     if kind == "monitoring-branch":
@@ -327,13 +364,13 @@ def main(argv):
         print(json.dumps(out))
     elif argv[1] == "imports":
         import warnings
-        cov = CoverageOracle(argv[2], False).cov
+        oracle = CoverageOracle(argv[2], False) if coverage_runs() else \
+            SettraceOracle(argv[2], live=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for name in argv[3:]:
                 __import__(name)
-        cov.stop()
-        cov.save()
+        oracle.end()
 
 
 if __name__ == "__main__":
