@@ -13,11 +13,11 @@
  *    observed): the line starts of the module's code object and of the
  *    class bodies it defines (recursively), which covers every top-level
  *    statement, def and class line and decorator.  The code comes from the
- *    module's __cached__ .pyc when it matches the source's mtime and size
- *    (exactly what was imported), else from compiling the source with the
- *    target's own compiler (Py_CompileStringExFlags) while a temporary
+ *    module's .pyc (__cached__, or __spec__.cached) when it matches the
+ *    source's mtime and size (exactly what was imported), else from
+ *    compiling the source with the target's own compiler (Py_CompileStringExFlags) while a temporary
  *    "ignore" filter keeps compile-time warnings off the target's stderr.
- *    Line starts come from co_lines() (3.10+) or co_lnotab (3.9).
+ *    Line starts come from co_lines() (3.10+) or co_lnotab (3.6-3.9).
  *
  * No module is imported.  The GIL is held for one module at a time and
  * released between modules, so the program runs on meanwhile.
@@ -326,19 +326,23 @@ static PyObject *code_from_pyc(const char *cached, const struct stat *src)
 	static long magic = -1;
 	unsigned char *data;
 	struct stat st;
-	size_t len;
+	size_t len, hdr;
 	PyObject *code = NULL;
+	int flags;
 
 	if (magic == -1 && (magic = py->Import_GetMagicNumber()) == -1)
 		py->Err_Clear();
 	if (!(data = (unsigned char *)slurp(cached, &len, &st)))
 		return NULL;
-	/* PEP 552 header: magic, flags (0: timestamp-based), mtime, size */
-	if (len > 16 && le32(data) == (uint32_t)magic && le32(data + 4) == 0 &&
-	    le32(data + 8) == (uint32_t)src->st_mtime &&
-	    le32(data + 12) == (uint32_t)src->st_size) {
-		code = py->Marshal_ReadObjectFromString((char *)data + 16,
-							(Py_ssize_t)(len - 16));
+	/* PEP 552 header (3.7+): magic, flags (0: timestamp-based), mtime,
+	 * size; before it (3.6) the same without the flags */
+	flags = py->hex >= 0x03070000;
+	hdr = flags ? 16 : 12;
+	if (len > hdr && le32(data) == (uint32_t)magic && (!flags || le32(data + 4) == 0) &&
+	    le32(data + hdr - 8) == (uint32_t)src->st_mtime &&
+	    le32(data + hdr - 4) == (uint32_t)src->st_size) {
+		code = py->Marshal_ReadObjectFromString((char *)data + hdr,
+							(Py_ssize_t)(len - hdr));
 		if (code && py->Object_IsInstance(code, py->CodeType) != 1) {
 			py->DecRef(code);
 			code = NULL;
@@ -452,6 +456,27 @@ static int is_source(const char *file)
 	return 1;
 }
 
+/* The module's .pyc: __cached__, or __spec__.cached (3.15 sets no
+ * __cached__).  0, or -1 (none; error cleared). */
+static int cached_of(PyObject *dict, char *buf, size_t len)
+{
+	PyObject *spec, *cached;
+	int r;
+
+	if (!str_copy(py->Dict_GetItemString(dict, "__cached__"), buf, len))
+		return 0;
+	spec = py->Dict_GetItemString(dict, "__spec__");	/* borrowed */
+	if (!spec || spec == py->None)
+		return -1;
+	if (!(cached = py->Object_GetAttrString(spec, "cached"))) {
+		py->Err_Clear();
+		return -1;
+	}
+	r = str_copy(cached, buf, len);
+	py->DecRef(cached);
+	return r;
+}
+
 /* 1 if mod was a measured module whose code we read or compiled. */
 static int import_lines_of(PyObject *mod)
 {
@@ -470,7 +495,7 @@ static int import_lines_of(PyObject *mod)
 	f = cov_store_file(file);
 	if (!f || !f->in_scope || f->imported.nlines || stat(file, &st))
 		return 0;	/* out of scope, seen under another name, gone */
-	if (!str_copy(py->Dict_GetItemString(dict, "__cached__"), cached, sizeof(cached)))
+	if (!cached_of(dict, cached, sizeof(cached)))
 		code = code_from_pyc(cached, &st);
 	if (!code && (src = slurp(file, &len, &st)))
 		code = code_from_source(file, src, len);

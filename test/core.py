@@ -164,6 +164,31 @@ def t_single_thread(exe, tmp):
     check(t.proc.returncode == 0 and not err, "target: %s %r" % (t.proc.returncode, err))
 
 
+def t_import_from_pyc(exe, tmp):
+    """The import context holds the lines of the code that was imported:
+    that of the .pyc (12-byte header on 3.6, 16 from 3.7), not of a source
+    changed since with the same size and mtime."""
+    src = os.path.join(tmp, "pycmod.py")
+    with open(src, "w") as f:
+        f.write("def f():\n    return 1\nX = 2\n")
+    os.utime(src, (1700000000, 1700000000))
+    subprocess.run([exe, "-c", "import py_compile, sys; py_compile.compile(sys.argv[1], "
+                    "doraise=True)", src], check=True)
+    with open(src, "w") as f:
+        f.write("X = 2\ndef f():\n    return 1\n")      # same size
+    os.utime(src, (1700000000, 1700000000))
+    t = Target(exe, "pycimport.py", tmp)
+    path = cli_ok("start", "-o", tmp, t.pid).split("data file: ")[1].strip()
+    cli_ok("stop", t.pid)
+    data = coverage.CoverageData(path)
+    data.read()
+    data.set_query_context("import")
+    got = sorted(data.lines(os.path.realpath(src)) or ())
+    check(got == [1, 3], "import context of pycmod.py: %s, its .pyc has [1, 3]" % got)
+    t.send("")
+    t.proc.communicate(timeout=10)
+
+
 def t_coverage_report(exe, tmp):
     """coverage combine + report read our files as their own."""
     t = Target(exe, "http_server.py")
@@ -388,7 +413,7 @@ def t_gil_held(exe, tmp):
 
 E2E = [t_http_server, t_signals_and_scope, t_busy_main, t_sleep_intact, t_coverage_report,
        t_dump_error_kept, t_lazy_imports, t_trace_idioms, t_gil_held,
-       t_c_sleep_intact, t_single_thread]
+       t_c_sleep_intact, t_single_thread, t_import_from_pyc]
 
 
 def t_install(tmp):

@@ -1,0 +1,9 @@
+# Imports the module pycmod from the directory argv[1], then waits for a
+# line on stdin (test/core.py, t_import_from_pyc).
+import sys
+
+sys.path.insert(0, sys.argv[1])
+import pycmod  # noqa: E402,F401
+
+print("READY", flush=True)
+sys.stdin.readline()
