@@ -44,8 +44,8 @@ static int check_python(pid_t pid, const char *cmd, const struct proc_status *st
 		return EXIT_FAIL;
 	}
 	if (r) {
-		cli_err(pid, cmd, "%s is not a CPython process: no libpython3.X or "
-			"python3.X is mapped in it (give the pid of a Python %s "
+		cli_err(pid, cmd, "%s is not a CPython process: no libpythonX.Y or "
+			"pythonX.Y is mapped in it (give the pid of a Python %s "
 			"interpreter)", st->name, range);
 		return EXIT_FAIL;
 	}

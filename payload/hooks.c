@@ -4,30 +4,30 @@
  *   atexit.register(covinject_exit)  a process that ends normally (return
  *       from main, sys.exit, a SIGTERM that Python turns into SystemExit, a
  *       gunicorn worker recycled by max_requests) writes its final snapshot;
- *       atexit.unregister at stop.
+ *       atexit.unregister at stop (2.7 has none: our entry is taken out of
+ *       atexit._exithandlers).
  *   os.register_at_fork(after_in_child=covinject_fork)  a child forked
  *       while collecting starts its own payload thread, from empty data,
  *       into its own file.  CPython offers no way to unregister this one: after
  *       stop it stays registered and does nothing.
- *   threading._after_fork, on 3.6, which has no os.register_at_fork: the
- *       function PyOS_AfterFork calls in every child of os.fork (through
- *       PyEval_ReInitThreads, once the GIL exists, which it does while
- *       covinject collects), wrapped: CPython's own first, then ours.  The
- *       original goes back at stop, unless the program replaced ours.
- *       Until the program imports threading, a child of os.fork runs no
- *       hook of ours: it is "unhooked", as after a C fork().
+ *   threading._after_fork, on 2.7 and 3.6, which have no
+ *       os.register_at_fork: the function PyOS_AfterFork calls in every
+ *       child of os.fork (through PyEval_ReInitThreads, once the GIL
+ *       exists, which it does while covinject collects), wrapped: CPython's
+ *       own first, then ours.  The original goes back at stop, unless the
+ *       program replaced ours.  Until the program imports threading, a
+ *       child of os.fork takes its collector at its first trace event
+ *       instead (payload.c, after_fork_child).
  *
  * They run in the interpreter's thread with the GIL held, after CPython has
- * made its own state consistent (PyOS_AfterFork_Child runs first; on 3.6,
- * the thread-local storage and the GIL are reinitialised before
+ * made its own state consistent (PyOS_AfterFork_Child runs first; on 2.7
+ * and 3.6, the thread-local storage and the GIL are reinitialised before
  * threading._after_fork, the import lock after it, which our thread waits
  * for anyway: it needs the GIL the child's thread holds until then).
  * METH_NOARGS: every version's calling convention has it.
  */
 #include <string.h>
 #include "payload.h"
-
-#define PY_METH_NOARGS	0x0004	/* Include/methodobject.h, every version */
 
 static PyObject *exit_fn, *fork_fn;
 static int fork_registered;
@@ -222,10 +222,36 @@ fail:
 	return -1;
 }
 
+/* atexit.unregister(exit_fn); 2.7 has none: our entries out of the list
+ * its atexit keeps, _exithandlers, of (func, args, kwargs). */
+static void unregister_exit(void)
+{
+	PyObject *mod, *list;
+
+	if (has("atexit", "unregister")) {
+		call("atexit", "unregister", NULL, exit_fn);
+		return;
+	}
+	mod = cov_py.Import_ImportModule("atexit");
+	list = mod ? cov_py.Object_GetAttrString(mod, "_exithandlers") : NULL;
+	for (Py_ssize_t i = list ? cov_py.List_Size(list) - 1 : -1; i >= 0; i--) {
+		PyObject *entry = cov_py.List_GetItem(list, i);
+
+		if (entry && !strcmp(cov_type_name(entry), "tuple") &&
+		    cov_py.Tuple_Size(entry) > 0 && cov_py.Tuple_GetItem(entry, 0) == exit_fn)
+			cov_py.List_SetSlice(list, i, i + 1, NULL);
+	}
+	if (list)
+		cov_py.DecRef(list);
+	if (mod)
+		cov_py.DecRef(mod);
+	cov_py.Err_Clear();
+}
+
 void cov_hooks_remove(void)
 {
 	if (exit_fn)
-		call("atexit", "unregister", NULL, exit_fn);
+		unregister_exit();
 	wrap_pending = 0;
 	unwrap_after_fork();
 }

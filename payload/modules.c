@@ -15,8 +15,9 @@
  *    statement, def and class line and decorator.  The code comes from the
  *    module's .pyc (__cached__, or __spec__.cached) when it matches the
  *    source's mtime and size (exactly what was imported), else from
- *    compiling the source with the target's own compiler (Py_CompileStringExFlags) while a temporary
- *    "ignore" filter keeps compile-time warnings off the target's stderr.
+ *    compiling the source with the target's own compiler
+ *    (Py_CompileStringExFlags) while a temporary "ignore" filter keeps
+ *    compile-time warnings off the target's stderr.
  *    Line starts come from co_lines() (3.10+) or co_lnotab (3.6-3.9).
  *
  * No module is imported.  The GIL is held for one module at a time and
@@ -231,7 +232,8 @@ int cov_modules_resolve(struct pyapi *api, const char *const *names, char **out,
 
 /* ---- the import context -------------------------------------------------- */
 
-/* co_lnotab (3.9): dis.findlinestarts' walk, Objects/lnotab_notes.txt. */
+/* co_lnotab (2.7, 3.6-3.9): dis.findlinestarts' walk,
+ * Objects/lnotab_notes.txt; line increments are signed from 3.6. */
 static void mark_lnotab(PyObject *code, struct cov_file *f)
 {
 	PyObject *tab = py->Object_GetAttrString(code, "co_lnotab");
@@ -240,6 +242,7 @@ static void mark_lnotab(PyObject *code, struct cov_file *f)
 	const unsigned char *t;
 	Py_ssize_t n, len;
 	long line, addr = 0;
+	int sign = py->hex >= 0x03060000;
 
 	if (!tab || !bytecode || !first)
 		goto out;
@@ -254,7 +257,7 @@ static void mark_lnotab(PyObject *code, struct cov_file *f)
 			if (addr >= len)
 				goto out;
 		}
-		line += t[i + 1] >= 0x80 ? (long)t[i + 1] - 0x100 : t[i + 1];
+		line += sign && t[i + 1] >= 0x80 ? (long)t[i + 1] - 0x100 : t[i + 1];
 	}
 	if (addr < len)
 		cov_store_mark_import(f, (int)line);
@@ -335,12 +338,12 @@ static PyObject *code_from_pyc(const char *cached, const struct stat *src)
 	if (!(data = (unsigned char *)slurp(cached, &len, &st)))
 		return NULL;
 	/* PEP 552 header (3.7+): magic, flags (0: timestamp-based), mtime,
-	 * size; before it (3.6) the same without the flags */
+	 * size; before it (3.6) the same without the flags; 2.7: magic, mtime */
 	flags = py->hex >= 0x03070000;
-	hdr = flags ? 16 : 12;
+	hdr = flags ? 16 : py->hex >= 0x03000000 ? 12 : 8;
 	if (len > hdr && le32(data) == (uint32_t)magic && (!flags || le32(data + 4) == 0) &&
-	    le32(data + hdr - 8) == (uint32_t)src->st_mtime &&
-	    le32(data + hdr - 4) == (uint32_t)src->st_size) {
+	    le32(data + (hdr == 8 ? 4 : hdr - 8)) == (uint32_t)src->st_mtime &&
+	    (hdr == 8 || le32(data + hdr - 4) == (uint32_t)src->st_size)) {
 		code = py->Marshal_ReadObjectFromString((char *)data + hdr,
 							(Py_ssize_t)(len - hdr));
 		if (code && py->Object_IsInstance(code, py->CodeType) != 1) {
@@ -477,6 +480,21 @@ static int cached_of(PyObject *dict, char *buf, size_t len)
 	return r;
 }
 
+/* 2.7 names the .pyc a module was loaded from in __file__: then file
+ * becomes the source beside it, cached the .pyc.  0, or -1 (too long). */
+static int from_pyc2(char *file, char *cached, size_t len)
+{
+	size_t n = strlen(file);
+
+	if (n < 5 || (strcmp(file + n - 4, ".pyc") && strcmp(file + n - 4, ".pyo")))
+		return 0;
+	if (n >= len)
+		return -1;
+	memcpy(cached, file, n + 1);
+	file[n - 1] = 0;
+	return 0;
+}
+
 /* 1 if mod was a measured module whose code we read or compiled. */
 static int import_lines_of(PyObject *mod)
 {
@@ -490,12 +508,15 @@ static int import_lines_of(PyObject *mod)
 	if (!finished_module(mod, &dict) ||
 	    str_copy(py->Dict_GetItemString(dict, "__file__"), file, sizeof(file)))
 		return 0;
+	cached[0] = 0;
+	if (py->hex < 0x03000000 && from_pyc2(file, cached, sizeof(cached)))
+		return 0;
 	if (!is_source(file))
 		return 0;	/* extension modules, .pyc-only, namespace pkgs */
 	f = cov_store_file(file);
 	if (!f || !f->in_scope || f->imported.nlines || stat(file, &st))
 		return 0;	/* out of scope, seen under another name, gone */
-	if (!cached_of(dict, cached, sizeof(cached)))
+	if (cached[0] || !cached_of(dict, cached, sizeof(cached)))
 		code = code_from_pyc(cached, &st);
 	if (!code && (src = slurp(file, &len, &st)))
 		code = code_from_source(file, src, len);

@@ -1,6 +1,6 @@
 /*
- * oldapi.c - stand-ins for the C-API functions that CPython 3.6-3.8 lack,
- * made of what they have.  cov_pyapi_load installs each one only where
+ * oldapi.c - stand-ins for the C-API functions that CPython 2.7 and 3.6-3.8
+ * lack, made of what they have.  cov_pyapi_load installs each one only where
  * dlsym found nothing, so 3.9 and later never run this file:
  *
  *   PyFrame_GetCode, PyFrame_GetBack (3.9)   f_code, f_back: the frame
@@ -13,6 +13,12 @@
  *       payload thread's own state, then the result moved (see set_trace)
  *   PyInterpreterState_Main (3.7)            the last of the list
  *   PyImport_GetModule (3.7)                 sys.modules, PyDict_GetItem
+ *   PyUnicode_FromString, PyUnicode_AsUTF8AndSize, PyBytes_AsString,
+ *   PyBytes_Size, Py_CompileStringExFlags (2.7)   PyString_FromString,
+ *       PyString_AsStringAndSize (of a str), PyString_AsString,
+ *       PyString_Size, Py_CompileStringFlags: 2.7's names are str
+ *   PyGILState_Check (2.7)                   _PyThreadState_Current is
+ *       this thread's state
  *
  * and one thing 3.6 lacks that is not a function: a GIL before the
  * program's second thread (cov_oldapi_make_gil).  No layout is compiled
@@ -235,6 +241,38 @@ static PyObject *import_get_module(PyObject *name)
 	return m;
 }
 
+/* 2.7: PyUnicode_AsUTF8AndSize of a str (bytes: names, co_filename); a
+ * unicode object gives NULL, as for an error. */
+static const char *string_as_utf8(PyObject *o, Py_ssize_t *n)
+{
+	char *s;
+	Py_ssize_t len;
+
+	if (!o || ((void **)o)[1] != py->StringType ||
+	    py->String_AsStringAndSize(o, &s, &len))
+		return NULL;
+	if (n)
+		*n = len;
+	return s;
+}
+
+/* 2.7: Py_CompileStringExFlags without the optimisation level. */
+static PyObject *compile_string_ex(const char *src, const char *file, int start,
+				   void *flags, int optimize)
+{
+	(void)optimize;
+	return py->CompileStringFlags(src, file, start, flags);
+}
+
+/* 2.7: PyGILState_Check (3.4), from the current thread state, which the
+ * GIL's holder sets (a relaxed read: it is ours only if we set it). */
+static int gilstate_check(void)
+{
+	PyThreadState *cur = __atomic_load_n(py->ThreadStateCurrent, __ATOMIC_RELAXED);
+
+	return cur && cur == py->GILState_GetThisThreadState();
+}
+
 #define FILL(field, fn) do { if (!api->field) api->field = fn; } while (0)
 
 int cov_oldapi_fill(struct pyapi *api)
@@ -253,7 +291,33 @@ int cov_oldapi_fill(struct pyapi *api)
 	FILL(Eval_SetTraceTs, set_trace);
 	FILL(InterpreterState_Main, interpreter_main);
 	FILL(Import_GetModule, import_get_module);
+	FILL(Unicode_FromString, api->String_FromString);
+	if (api->String_AsStringAndSize && api->StringType)
+		FILL(Unicode_AsUTF8AndSize, string_as_utf8);
+	FILL(Bytes_AsString, api->String_AsString);
+	FILL(Bytes_Size, api->String_Size);
+	if (api->CompileStringFlags)
+		FILL(CompileStringExFlags, compile_string_ex);
+	if (api->ThreadStateCurrent)
+		FILL(GILState_Check, gilstate_check);
 	return 0;
+}
+
+const char *cov_oldapi_missing(const struct pyapi *api)
+{
+	if (!api->Unicode_FromString)
+		return "PyUnicode_FromString";
+	if (!api->Unicode_AsUTF8AndSize)
+		return "PyUnicode_AsUTF8AndSize";
+	if (!api->Bytes_AsString)
+		return "PyBytes_AsString";
+	if (!api->Bytes_Size)
+		return "PyBytes_Size";
+	if (!api->CompileStringExFlags)
+		return "Py_CompileStringExFlags";
+	if (!api->GILState_Check)
+		return "PyGILState_Check";
+	return NULL;
 }
 
 /*

@@ -9,6 +9,9 @@
 /* At load: every function api lacks that a stand-in replaces; 0, or -1
  * if the frame layout is not recognised. */
 int cov_oldapi_fill(struct pyapi *api);
+/* After cov_oldapi_fill: the name of a function api needs and has neither
+ * found nor been given a stand-in for, or NULL. */
+const char *cov_oldapi_missing(const struct pyapi *api);
 /* GIL held, before the first _PyEval_SetTrace stand-in call: the thread
  * state's trace fields; unique is an object found nowhere else.  0 (also
  * where the interpreter has the real functions), or -1. */

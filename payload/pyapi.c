@@ -47,7 +47,7 @@ static const struct sym py_syms[] = {
 	F(ThreadState_Get, "PyThreadState_Get"),
 	OPT(InterpreterState_Main, "PyInterpreterState_Main"),
 	F(InterpreterState_ThreadHead, "PyInterpreterState_ThreadHead"),
-	F(GILState_Check, "PyGILState_Check"),
+	OPT(GILState_Check, "PyGILState_Check"),
 	F(GILState_GetThisThreadState, "PyGILState_GetThisThreadState"),
 	F(InterpreterState_Head, "PyInterpreterState_Head"),
 	F(InterpreterState_Next, "PyInterpreterState_Next"),
@@ -65,8 +65,8 @@ static const struct sym py_syms[] = {
 	F(Tuple_New, "PyTuple_New"),
 	F(Long_FromLong, "PyLong_FromLong"),
 	F(Long_AsLong, "PyLong_AsLong"),
-	F(Unicode_FromString, "PyUnicode_FromString"),
-	F(Unicode_AsUTF8AndSize, "PyUnicode_AsUTF8AndSize"),
+	OPT(Unicode_FromString, "PyUnicode_FromString"),
+	OPT(Unicode_AsUTF8AndSize, "PyUnicode_AsUTF8AndSize"),
 	F(CFunction_NewEx, "PyCFunction_NewEx"),
 	F(IncRef, "Py_IncRef"),
 	F(DecRef, "Py_DecRef"),
@@ -89,11 +89,11 @@ static const struct sym py_syms[] = {
 	F(Tuple_Size, "PyTuple_Size"),
 	F(Tuple_GetItem, "PyTuple_GetItem"),
 	F(Build_Value, "Py_BuildValue"),
-	F(Bytes_AsString, "PyBytes_AsString"),
-	F(Bytes_Size, "PyBytes_Size"),
+	OPT(Bytes_AsString, "PyBytes_AsString"),
+	OPT(Bytes_Size, "PyBytes_Size"),
 	F(Marshal_ReadObjectFromString, "PyMarshal_ReadObjectFromString"),
 	F(Import_GetMagicNumber, "PyImport_GetMagicNumber"),
-	F(CompileStringExFlags, "Py_CompileStringExFlags"),
+	OPT(CompileStringExFlags, "Py_CompileStringExFlags"),
 	F(ExcWarning, "PyExc_Warning"),
 	F(Module_GetDict, "PyModule_GetDict"),
 	F(Object_IsTrue, "PyObject_IsTrue"),
@@ -121,6 +121,14 @@ static const struct sym py_syms[] = {
 	F(None, "_Py_NoneStruct"),
 	F(CodeType, "PyCode_Type"),
 	F(FrameType, "PyFrame_Type"),
+	/* 2.7's names for what 3.x calls otherwise (oldapi.c) */
+	OPT(String_FromString, "PyString_FromString"),
+	OPT(String_AsStringAndSize, "PyString_AsStringAndSize"),
+	OPT(String_AsString, "PyString_AsString"),
+	OPT(String_Size, "PyString_Size"),
+	OPT(CompileStringFlags, "Py_CompileStringFlags"),
+	OPT(StringType, "PyString_Type"),
+	OPT(ThreadStateCurrent, "_PyThreadState_Current"),
 };
 
 static int resolve(void *table, const struct sym *s, size_t n, void *lib,
@@ -199,6 +207,10 @@ int cov_pyapi_load(struct pyapi *py, char *err, size_t errlen)
 	}
 	if (cov_oldapi_fill(py)) {
 		snprintf(err, errlen, "frame object layout not recognised");
+		return -1;
+	}
+	if (cov_oldapi_missing(py)) {
+		snprintf(err, errlen, "symbol %s not found", cov_oldapi_missing(py));
 		return -1;
 	}
 	return 0;

@@ -22,14 +22,16 @@ typedef struct _frame PyFrameObject;
 typedef ssize_t Py_ssize_t;
 typedef int (*Py_tracefunc)(PyObject *, PyFrameObject *, int, PyObject *);
 
-/* Include/methodobject.h; unchanged 3.9-3.15. */
+/* Include/methodobject.h; unchanged 2.7-3.15. */
 struct py_methoddef {
 	const char *name;
 	void *meth;
 	int flags;
 	const char *doc;
 };
-#define PY_METH_FASTCALL	0x0080
+#define PY_METH_VARARGS	0x0001
+#define PY_METH_NOARGS	0x0004
+#define PY_METH_FASTCALL	0x0080	/* 3.7+ (sys.monitoring's callbacks: 3.12+) */
 
 /* Include/compile.h: Py_file_input; Include/cpython/code.h: co_flags. */
 #define PY_FILE_INPUT	257
@@ -122,6 +124,14 @@ struct pyapi {
 	 * config; 3.9-3.11: always). */
 	PyThreadState *(*ThreadState_New)(PyInterpreterState *);
 	PyThreadState *(*ThreadState_Swap)(PyThreadState *);
+	/* 2.7 only (oldapi.c makes the 3.x functions of them) */
+	PyObject *(*String_FromString)(const char *);
+	int (*String_AsStringAndSize)(PyObject *, char **, Py_ssize_t *);
+	char *(*String_AsString)(PyObject *);
+	Py_ssize_t (*String_Size)(PyObject *);
+	PyObject *(*CompileStringFlags)(const char *, const char *, int, void *);
+	void *StringType;
+	PyThreadState *const *ThreadStateCurrent;	/* the variable */
 	int (*Eval_ThreadsInitialized)(void);	/* 3.6: 0 until a thread starts */
 	void (*Eval_InitThreads)(void);
 	void (*ThreadState_Clear)(PyThreadState *);

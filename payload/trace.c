@@ -144,28 +144,33 @@ static int event_of(PyObject *s)
  * CPython's trampoline after the program restored it with sys.settrace, or
  * through a frame's f_trace.  Returns None, so f_trace stays as it is.
  */
-static PyObject *on_tracer_call(PyObject *self, PyObject *const *args, Py_ssize_t n)
+static PyObject *on_tracer_call(PyObject *self, PyObject *args)
 {
+	PyObject *frame;
 	int what;
 
 	(void)self;
-	if (n < 3 || ((void **)args[0])[1] != py->FrameType)	/* Py_TYPE */
+	if (py->Tuple_Size(args) < 3 || !(frame = py->Tuple_GetItem(args, 0)) ||
+	    ((void **)frame)[1] != py->FrameType)	/* Py_TYPE */
 		goto out;
-	what = event_of(args[1]);
+	what = event_of(py->Tuple_GetItem(args, 1));
 	if (what == PY_TRACE_CALL) {	/* only the trampoline sends "call" */
 		py->Eval_SetTrace(active ? on_trace : NULL, active ? tracer : NULL);
 		if (active)
 			note_ours();
 	}
 	if (active && what >= 0)
-		on_trace(tracer, (PyFrameObject *)args[0], what, NULL);
+		on_trace(tracer, (PyFrameObject *)frame, what, NULL);
 out:
+	py->Err_Clear();
 	py->IncRef(py->None);
 	return py->None;
 }
 
+/* METH_VARARGS: every version has it (2.7 has no METH_FASTCALL), and the
+ * trampoline calls it once per restore. */
 static struct py_methoddef tracer_def = {
-	"covinject_tracer", (void *)on_tracer_call, PY_METH_FASTCALL, NULL
+	"covinject_tracer", (void *)on_tracer_call, PY_METH_VARARGS, NULL
 };
 
 /* ---- layouts found at run time ----------------------------------------- */

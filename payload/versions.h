@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #define COV_PYTHONS(X) \
+	X(2, 7)		\
 	X(3, 6)		\
 	X(3, 7)		\
 	X(3, 8)		\
@@ -56,17 +57,24 @@ static inline enum cov_python_fit cov_python_fit(int major, int minor)
 	return major * 100 + minor > newest ? COV_PY_NEWER : COV_PY_OLDER;
 }
 
-/* "3.9-3.15": the oldest and the newest row. */
+/* "2.7, 3.6-3.15": the rows, each run of one major version and
+ * consecutive minor ones as first-last. */
 static inline const char *cov_python_range(char *buf, size_t len)
 {
-	int i, a, b, first_a = 0, first_b = 0;
+	int i = 0, j, a, b, c, d;
+	size_t at = 0;
 
-	for (i = 0; cov_python_row(i, &a, &b); i++)
-		if (i == 0) {
-			first_a = a;
-			first_b = b;
-		}
-	snprintf(buf, len, "%d.%d-%d.%d", first_a, first_b, a, b);
+	buf[0] = 0;
+	while (cov_python_row(i, &a, &b)) {
+		for (j = i; cov_python_row(j + 1, &c, &d) && c == a && d == b + (j + 1 - i);)
+			j++;
+		cov_python_row(j, &c, &d);
+		if (at < len)
+			at += (size_t)snprintf(buf + at, len - at,
+					       j > i ? "%s%d.%d-%d.%d" : "%s%d.%d",
+					       at ? ", " : "", a, b, c, d);
+		i = j + 1;
+	}
 	return buf;
 }
 

@@ -10,7 +10,7 @@ import time
 import urllib.request
 
 import procs
-from pythons import SUPPORTED, sid_pythons
+from pythons import SPAN, SPAN_WORDS, SUPPORTED, sid_pythons
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COVINJECT = os.path.join(ROOT, "covinject")
@@ -52,7 +52,8 @@ def wait_for(cond, what, timeout=10.0, interval=0.02):
 
 def py_version(exe):
     try:
-        out = subprocess.run([exe, "-c", "import sys; print(*sys.version_info[:2])"],
+        out = subprocess.run([exe, "-c", "import sys; sys.stdout.write('%d %d' % "
+                              "sys.version_info[:2])"],      # 2.7 too
                              capture_output=True, text=True, timeout=20).stdout
         major, minor = out.split()
         return int(major), int(minor)
@@ -82,8 +83,12 @@ def discover():
         pyenv_root = subprocess.run(["pyenv", "root"], capture_output=True,
                                     text=True).stdout.strip()
     pyenv_root = pyenv_root or os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
-    for exe in sorted(glob.glob(os.path.join(pyenv_root, "versions", "*", "bin", "python3"))):
-        candidates.append(("pyenv-" + exe.split(os.sep)[-3], exe))
+    for d in sorted(glob.glob(os.path.join(pyenv_root, "versions", "*", "bin"))):
+        exe = os.path.join(d, "python3")
+        if not os.path.exists(exe):
+            exe = os.path.join(d, "python2")     # 2.7 has no python3
+        if os.path.exists(exe):
+            candidates.append(("pyenv-" + exe.split(os.sep)[-3], exe))
     sid, skipped = sid_pythons()
     candidates += sid
     for exe in re.split(r"[:\s]+", os.environ.get("COVINJECT_PYTHONS", "")):
@@ -130,6 +135,9 @@ class Target:
         (unshare, setpriv); the target is then the process below it that
         runs the script, which its stdout reaches through."""
         path = os.path.join(TARGETS, script)
+        # unbuffered: the targets print their protocol lines without
+        # flush=True, which 2.7's print has not
+        env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             (wrap or []) + [exe, path] + list(args),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

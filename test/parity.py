@@ -23,8 +23,10 @@ from lib import (COVINJECT, TARGETS, Failure, Skip, Target, check, cli, cli_ok, 
                  wait_for)
 
 CORPUS = ["corpus.py", "corpus_lib.py", "corpus_38.py", "corpus_310.py", "corpus_311.py",
-          "corpus_314.py", "corpus_exec_src.py", "corpus_nopyc.py"]
-IMPORTED = ["corpus_lib", "corpus_38", "corpus_310", "corpus_311", "corpus_314", "corpus_nopyc"]
+          "corpus_314.py", "corpus_exec_src.py", "corpus_nopyc.py",
+          "corpus27.py", "corpus27_lib.py"]
+IMPORTED = ["corpus_lib", "corpus_38", "corpus_310", "corpus_311", "corpus_314", "corpus_nopyc",
+            "corpus27_lib"]
 LATE_DELAY = "1.5"      # > the 1 s sweep that gives C threads the tracer (<= 3.11)
 
 
@@ -114,7 +116,7 @@ def corpus_env(tmp):
 
 def run_attached(exe, tmp, *start_args, late=LATE_DELAY):
     """The corpus with covinject attached after READY: (data file, DONE line)."""
-    t = Target(exe, "corpus.py", "--late-delay", late, env=corpus_env(tmp))
+    t = Target(exe, corpus_script(exe), "--late-delay", late, env=corpus_env(tmp))
     cli_ok("start", "-o", tmp, *(start_args + (t.pid,)))
     t.send("go")
     done = line_from(t, "DONE")
@@ -125,7 +127,8 @@ def run_attached(exe, tmp, *start_args, late=LATE_DELAY):
 
 def run_oracle(exe, tmp, kind):
     out = os.path.join(tmp, "oracle-" + kind)
-    t = Target(exe, "corpus.py", "--oracle", "%s:%s" % (kind, out), env=corpus_env(tmp))
+    t = Target(exe, corpus_script(exe), "--oracle", "%s:%s" % (kind, out),
+               env=corpus_env(tmp))
     t.send("go")
     done = line_from(t, "DONE")
     finish(t)
@@ -173,9 +176,16 @@ def source_line(name, n):
 
 
 def applies(name, ver):
-    """corpus_3XX.py runs on 3.XX and later only."""
+    """corpus_3XX.py runs on 3.XX and later only; corpus27*.py, a corpus of
+    its own, on 2.7 only, the rest on 3.x."""
+    if name.startswith("corpus27"):
+        return ver < (3, 0)
     m = re.match(r"corpus_3(\d+)\.py$", name)
-    return not m or ver >= (3, int(m.group(1)))
+    return ver >= (3, 0) and (not m or ver >= (3, int(m.group(1))))
+
+
+def corpus_script(exe):
+    return "corpus27.py" if py_version(exe) < (3, 0) else "corpus.py"
 
 
 def compare(ours, theirs, kind, ver):
@@ -253,7 +263,8 @@ def t_parity_lines(exe, tmp):
     ver = py_version(exe)
     path, done = run_attached(exe, tmp)
     ours = lines_of(path, "")
-    check(ours["corpus_lib.py"], "nothing recorded for corpus_lib.py")
+    lib = "corpus27_lib.py" if ver < (3, 0) else "corpus_lib.py"
+    check(ours[lib], "nothing recorded for %s" % lib)
     problems = []
     for kind in oracles(ver):
         out, their_done = run_oracle(exe, tmp, kind)
@@ -393,9 +404,9 @@ def t_parity_stdlib_suites(exe, tmp):
         raise Skip("not yet on 3.14+: its oracle is Debian 12's coverage.py 6.5, "
                    "and the sid root has no test suites")
     if py_version(exe) < (3, 7):
-        raise Skip("not on 3.6: its oracle is coverage.py 6.5, whose Python tracer "
-                   "needs frame.f_trace_lines (3.7+); on 3.6 parity_lines compares "
-                   "the corpus with a sys.settrace tracer")
+        raise Skip("not on %d.%d: its oracle is coverage.py 6.5, whose Python tracer "
+                   "needs frame.f_trace_lines (3.7+); there parity_lines compares "
+                   "the corpus with a sys.settrace tracer" % py_version(exe))
     stdlib = stdlib_of(exe)
     wanted = STDLIB_SUITES if os.environ.get("COVINJECT_LONG") else QUICK_SUITES
     if py_version(exe) >= (3, 12):

@@ -40,6 +40,25 @@ def supported():
 SUPPORTED = supported()
 
 
+def runs():
+    """[(first, last)] of SUPPORTED's runs of one major version and
+    consecutive minor ones."""
+    out = []
+    for v in SUPPORTED:
+        if out and v == (out[-1][1][0], out[-1][1][1] + 1):
+            out[-1] = (out[-1][0], v)
+        else:
+            out.append((v, v))
+    return out
+
+
+# "2.7, 3.6-3.15", as --help and the refusals say it (cov_python_range)
+SPAN = ", ".join("%d.%d" % a if a == b else "%d.%d-%d.%d" % (a + b) for a, b in runs())
+# "2.7 and 3.6 to 3.15", as the README's requirements say it
+SPAN_WORDS = " and ".join("%d.%d" % a if a == b else "%d.%d to %d.%d" % (a + b)
+                          for a, b in runs())
+
+
 def sid_versions():
     """[(3, minor)] of the python3.X packages test/sid-root.sh installs."""
     with open(os.path.join(ROOT, "test", "sid-root.sh")) as f:

@@ -737,7 +737,7 @@ def t_subinterpreters(exe, tmp):
     try:
         t = Target(exe, "subinterp.py")
     except Failure as e:
-        if "ModuleNotFoundError" in str(e):
+        if "ModuleNotFoundError" in str(e) or "ImportError: No module named" in str(e):
             raise Skip("this Python has no _interpreters or _xxsubinterpreters module")
         raise
     isolated = t.ready[2] == "1"
@@ -785,9 +785,9 @@ def t_libpython_without_interpreter(exe, tmp):
     """A process that has libpython loaded but never started an interpreter
     (Apache's parent with mod_wsgi) is refused with that reason, and --tree
     skips it at once while attaching its Python child."""
-    lib = subprocess.run([exe, "-c", "import sysconfig as s; print(s.get_config_var("
-                          "'LIBDIR'), s.get_config_var('INSTSONAME'), "
-                          "s.get_config_var('Py_ENABLE_SHARED'))"],
+    lib = subprocess.run([exe, "-c", "import sys, sysconfig as s; sys.stdout.write("
+                          "'%s %s %s' % (s.get_config_var('LIBDIR'), "
+                          "s.get_config_var('INSTSONAME'), s.get_config_var('Py_ENABLE_SHARED')))"],
                          capture_output=True, text=True).stdout.split()
     if len(lib) != 3 or lib[2] != "1":
         raise Skip("this Python links libpython into its executable: no libpython to load")

@@ -621,16 +621,18 @@ static void test_versions(void)
 	char buf[32];
 	int a, b;
 
-	CHECK("versions_first", cov_python_row(0, &a, &b) && a == 3 && b == 6);
+	CHECK("versions_first", cov_python_row(0, &a, &b) && a == 2 && b == 7);
 	CHECK("versions_39", cov_python_fit(3, 9) == COV_PY_SUPPORTED);
 	CHECK("versions_315", cov_python_fit(3, 15) == COV_PY_SUPPORTED);
 	CHECK("versions_37", cov_python_fit(3, 7) == COV_PY_SUPPORTED);
 	CHECK("versions_36", cov_python_fit(3, 6) == COV_PY_SUPPORTED);
 	CHECK("versions_35_older", cov_python_fit(3, 5) == COV_PY_OLDER);
-	CHECK("versions_27_older", cov_python_fit(2, 7) == COV_PY_OLDER);
+	CHECK("versions_27", cov_python_fit(2, 7) == COV_PY_SUPPORTED);
+	CHECK("versions_26_older", cov_python_fit(2, 6) == COV_PY_OLDER);
+	CHECK("versions_30_older", cov_python_fit(3, 0) == COV_PY_OLDER);
 	CHECK("versions_316_newer", cov_python_fit(3, 16) == COV_PY_NEWER);
 	CHECK("versions_40_newer", cov_python_fit(4, 0) == COV_PY_NEWER);
-	CHECK("versions_range", !strcmp(cov_python_range(buf, sizeof(buf)), "3.6-3.15"));
+	CHECK("versions_range", !strcmp(cov_python_range(buf, sizeof(buf)), "2.7, 3.6-3.15"));
 	CHECK("versions_newest", !strcmp(cov_python_newest(buf, sizeof(buf)), "3.15"));
 	CHECK("versions_past_end", !cov_python_row(-1, &a, &b) && !cov_python_row(99, &a, &b));
 }

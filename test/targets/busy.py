@@ -1,8 +1,9 @@
 # The main thread is inside a busy loop, and there is no other thread, when
 # covinject attaches: the loop body (tagged @w) must be recorded.
+from __future__ import print_function
 import sys
 
-print("READY", flush=True)
+print("READY")
 n = 0
 while True:
     n += 1  # @w

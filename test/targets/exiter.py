@@ -1,6 +1,7 @@
 # Ends normally when told: "exit" on stdin returns from main, "term" waits
 # for a SIGTERM that Python turns into SystemExit.  Lines tagged "# @e" run
 # after the attach, just before the end.
+from __future__ import print_function
 import signal
 import sys
 
@@ -13,7 +14,7 @@ def last_words():
 
 
 def main():
-    print("READY", flush=True)
+    print("READY")
     how = sys.stdin.readline().strip()
     last_words()
     if how == "term":

@@ -1,5 +1,6 @@
 # Forks a short-lived child every few milliseconds from a thread, while the
 # main thread answers "count" on stdin with how many children exited well.
+from __future__ import print_function
 import os
 import sys
 import threading
@@ -18,7 +19,9 @@ def forker():
         time.sleep(0.003)
 
 
-threading.Thread(target=forker, daemon=True).start()
-print("READY", flush=True)
-for line in sys.stdin:
-    print(done[0], flush=True)
+looper = threading.Thread(target=forker)
+looper.daemon = True
+looper.start()
+print("READY")
+for line in iter(sys.stdin.readline, ""):  # 2.7: no read-ahead
+    print(done[0])

@@ -2,16 +2,17 @@
 # it prints HOLDING and calls libc's read() on stdin through ctypes.PyDLL,
 # which keeps the GIL, until the next line arrives; then it prints FREE.
 # "quit" exits.
+from __future__ import print_function
 import ctypes
 import sys
 
 libc = ctypes.PyDLL(None)
-print("READY", flush=True)
+print("READY")
 while True:
     line = sys.stdin.readline()
     if line.strip() == "hold":
-        print("HOLDING", flush=True)
+        print("HOLDING")
         libc.read(0, ctypes.create_string_buffer(64), 64)
-        print("FREE", flush=True)
+        print("FREE")
     elif line.strip() in ("quit", ""):
         break

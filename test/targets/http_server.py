@@ -1,11 +1,17 @@
 # A threaded HTTP server with a worker thread, started before covinject
 # attaches.  Lines tagged "# @x" are what the tests expect to see recorded
 # once route x ran (or, for @w, once the worker looped) after the attach.
-import http.server
-import socketserver
+from __future__ import print_function
 import sys
 import threading
 import time
+
+try:
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from socketserver import ThreadingMixIn
+except ImportError:                 # 2.7
+    from BaseHTTPServer import BaseHTTPRequestHandler, HTTPServer
+    from SocketServer import ThreadingMixIn
 
 
 def route_a():
@@ -40,7 +46,7 @@ def worker():
         time.sleep(0.02)  # @w
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
+class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         fn = ROUTES.get(self.path)
         body = (fn() if fn else "none").encode()
@@ -53,15 +59,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    """http.server.ThreadingHTTPServer, which 3.6 lacks."""
+class Server(ThreadingMixIn, HTTPServer):
+    """http.server.ThreadingHTTPServer, which 2.7 and 3.6 lack."""
     daemon_threads = True
 
 
 def main():
     server = Server(("127.0.0.1", 0), Handler)
-    threading.Thread(target=worker, daemon=True).start()
-    print("READY %d" % server.server_address[1], flush=True)
+    looper = threading.Thread(target=worker)
+    looper.daemon = True
+    looper.start()
+    print("READY %d" % server.server_address[1])
     server.serve_forever()
 
 

@@ -1,12 +1,19 @@
 # For the kill-safety test: a thread blocked in accept() serving HTTP, and
 # a main thread inside time.sleep(SECONDS) that reports how long it slept.
-import http.server
+from __future__ import print_function
 import sys
 import threading
 import time
 
+try:
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+except ImportError:                 # 2.7
+    from BaseHTTPServer import BaseHTTPRequestHandler, HTTPServer
 
-class Handler(http.server.BaseHTTPRequestHandler):
+monotonic = getattr(time, "monotonic", time.time)     # 2.7 has none
+
+
+class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         body = b"ok"
         self.send_response(200)
@@ -18,14 +25,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-threading.Thread(target=server.serve_forever, args=(3600,), daemon=True).start()
+server = HTTPServer(("127.0.0.1", 0), Handler)
+serving = threading.Thread(target=server.serve_forever, args=(3600,))
+serving.daemon = True
+serving.start()
 seconds = float(sys.argv[1])
-print("READY %d" % server.server_address[1], flush=True)
-t0 = time.monotonic()
+print("READY %d" % server.server_address[1])
+t0 = monotonic()
 try:
     time.sleep(seconds)
-    print("SLEPT %.3f" % (time.monotonic() - t0), flush=True)
+    print("SLEPT %.3f" % (monotonic() - t0))
 except BaseException as exc:
-    print("RAISED %r" % (exc,), flush=True)
+    print("RAISED %r" % (exc,))
 sys.stdin.readline()

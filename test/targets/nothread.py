@@ -5,6 +5,7 @@
 # killed (its pid printed as CHILD PID); "reap" kills and reaps it; "check"
 # prints THREADING and whether the module is imported (READY says whether it
 # was at startup: site may import it); "quit" ends it.
+from __future__ import print_function
 import os
 import signal
 import sys
@@ -17,7 +18,7 @@ warnings.filterwarnings("ignore", "This process", DeprecationWarning)
 
 
 def on_hup(signum, frame):
-    print("HUP", flush=True)  # @hup
+    print("HUP")  # @hup
 
 
 def child_work():
@@ -35,20 +36,20 @@ def child():
 
 def main():
     signal.signal(signal.SIGHUP, on_hup)
-    print("READY %s" % ("threading" in sys.modules), flush=True)
+    print("READY %s" % ("threading" in sys.modules))
     pid = None
-    for line in sys.stdin:
+    for line in iter(sys.stdin.readline, ""):  # 2.7: no read-ahead
         cmd = line.strip()
         if cmd == "fork":
             pid = os.fork()
             if pid == 0:
                 child()
-            print("CHILD %d" % pid, flush=True)
+            print("CHILD %d" % pid)
         elif cmd == "reap":
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         elif cmd == "check":
-            print("THREADING %s" % ("threading" in sys.modules), flush=True)
+            print("THREADING %s" % ("threading" in sys.modules))
         elif cmd == "quit":
             break
 

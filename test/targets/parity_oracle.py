@@ -19,8 +19,8 @@ covinject would attach) and end():
              object at its PY_START), so this is the fair way to ask
              "which lines that ran after the point would coverage.py
              report".  KIND coverage-branch measures arcs too.
-  settrace   a plain sys.settrace line tracer, for 3.6, where coverage.py
-             6.5 does not run (its Python tracer needs f_trace_lines, 3.7):
+  settrace   a plain sys.settrace line tracer, for 2.7 and 3.6, where
+             coverage.py 6.5 does not run (it needs f_trace_lines, 3.7):
              set here, for this thread and with threading.settrace for
              threads started later, as coverage.py's Python tracer is, and
              recording "line" events from begin() on.
@@ -40,8 +40,11 @@ Run as a program, it serves test/parity.py with the target's interpreter:
       branches this interpreter's coverage.py reports of each FILE from the
       context CONTEXT of DATA, as JSON
 
-Nothing here prints to stdout except through the corpus protocol.
+Nothing here prints to stdout except through the corpus protocol.  It runs
+on 2.7 too (corpus27.py).
 """
+from __future__ import print_function
+
 import json
 import sys
 import time
@@ -290,7 +293,8 @@ def wait_go(oracle):
     """Say READY, wait for "go" (covinject attaches meanwhile), then start
     measuring.  READY is printed here, not by the caller, so that the
     caller's line is already running when anyone can attach."""
-    print("READY", flush=True)
+    sys.stdout.write("READY\n")       # 2.7 has no print(flush=)
+    sys.stdout.flush()
     line = sys.stdin.readline()
     if line.strip() != "go":
         raise SystemExit("expected go, got %r" % line)
@@ -306,7 +310,8 @@ def wait_until(cond):
 def finish(oracle, results):
     """Stop measuring, report, and wait until the test has what it needs."""
     oracle.end()
-    print("DONE %r" % (results,), flush=True)
+    sys.stdout.write("DONE %r\n" % (results,))
+    sys.stdout.flush()
     sys.stdin.readline()
 
 

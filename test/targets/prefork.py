@@ -1,6 +1,7 @@
 # A hand-written prefork server: the master forks WORKERS workers that share
 # the listening socket; each serves MAX requests, then exits normally, and
 # the master forks a replacement.  Lines tagged "# @h" run for each request.
+from __future__ import print_function
 import os
 import socket
 import sys
@@ -17,8 +18,10 @@ def handle(conn):
 def worker(sock):
     for _ in range(MAX):
         conn, _ = sock.accept()
-        with conn:
+        try:                    # 2.7: a socket is not a context manager
             handle(conn)
+        finally:
+            conn.close()
     sys.exit(0)
 
 
@@ -34,7 +37,7 @@ def main():
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     pids = [spawn(sock) for _ in range(WORKERS)]
-    print("READY %d %s" % (sock.getsockname()[1], " ".join(map(str, pids))), flush=True)
+    print("READY %d %s" % (sock.getsockname()[1], " ".join(map(str, pids))))
     while True:
         pid, _ = os.wait()
         spawn(sock)

@@ -5,6 +5,7 @@
 # through os.fork, whose hooks run).  The child runs
 # first() (lines "# @k"), waits for DIR/go-PID, runs second() ("# @s"),
 # waits for DIR/exit-PID and returns normally (its atexit hooks run).
+from __future__ import print_function
 import ctypes
 import os
 import sys
@@ -42,13 +43,13 @@ def child():
 
 
 def main():
-    print("READY", flush=True)
-    for line in sys.stdin:
+    print("READY")
+    for line in iter(sys.stdin.readline, ""):  # 2.7: no read-ahead
         if line.strip() in ("fork", "osfork"):
             pid = libc.fork() if line.strip() == "fork" else os.fork()
             if pid == 0:
                 child()
-            print(pid, flush=True)
+            print(pid)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 # subinterp_work in each of them; "new" makes one more shared one, "drop"
 # destroys the newest.
 # READY <shared> <isolated>.
+from __future__ import print_function
 import os
 import sys
 
@@ -31,18 +32,18 @@ def run(iid, call):
 
 shared = [create(False)]
 isolated = create(True) if sys.version_info >= (3, 12) else None
-print("READY 1 %d" % (isolated is not None), flush=True)
-for line in sys.stdin:
+print("READY 1 %d" % (isolated is not None))
+for line in iter(sys.stdin.readline, ""):  # 2.7: no read-ahead
     if line.strip() == "new":
         shared.append(create(False))
-        print("made", flush=True)
+        print("made")
         continue
     if line.strip() == "drop":
         interpreters.destroy(shared.pop())
-        print("dropped", flush=True)
+        print("dropped")
         continue
     for iid in shared:
         run(iid, "shared()")
     if isolated is not None:
         run(isolated, "isolated()")
-    print("ran", flush=True)
+    print("ran")

@@ -3,12 +3,13 @@
 # answers "DONE name".  Lines tagged "kept" must be recorded; "lost" ones
 # must not be on 3.9-3.11 (the program removed tracing there on purpose),
 # and are on 3.12+, where sys.settrace does not touch covinject.
+from __future__ import print_function
 import doctest
 import sys
 import threading
 import time
 
-print("READY", flush=True)
+print("READY")
 
 
 def restored():
@@ -79,7 +80,9 @@ def removed_body():
 
 
 def removed():
-    threading.Thread(target=removed_body, daemon=True).start()
+    t = threading.Thread(target=removed_body)
+    t.daemon = True
+    t.start()
     removed_ready.wait()
 
 
@@ -109,4 +112,4 @@ while True:
     if not cmd or cmd == "quit":
         break
     COMMANDS[cmd]()
-    print("DONE " + cmd, flush=True)
+    print("DONE " + cmd)
