@@ -20,7 +20,7 @@ import time
 import coverage
 
 from lib import (COVINJECT, TARGETS, Failure, Skip, Target, check, cli, cli_ok, py_version,
-                 wait_for)
+                 tagged, wait_for)
 
 CORPUS = ["corpus.py", "corpus_lib.py", "corpus_38.py", "corpus_310.py", "corpus_311.py",
           "corpus_314.py", "corpus_exec_src.py", "corpus_nopyc.py",
@@ -778,7 +778,8 @@ def t_start_options(tmp):
         return
     t = Target(max(newest)[1], "busy.py")
     cli_ok("start", "--branch", "--interval", "0", "-o", tmp, t.pid)
-    loop = {(8, 9), (9, 7), (9, 10)}        # n += 1 -> if; if -> while; if -> flush
+    inc, test, flush = sorted(tagged("busy.py", "w"))
+    loop = {(inc, test), (test, inc - 1), (test, flush)}    # if -> while, if -> flush
 
     def arcs_now():
         p = cli_ok("dump", t.pid).strip()
