@@ -69,6 +69,7 @@ def threads():
 
 removed_ready = threading.Event()
 removed_go = threading.Event()
+removed_threads = []
 
 
 def removed_body():
@@ -84,10 +85,12 @@ def removed():
     t.daemon = True
     t.start()
     removed_ready.wait()
+    removed_threads.append(t)
 
 
 def release():
     removed_go.set()
+    removed_threads.pop().join()    # its lines have run when DONE is said
 
 
 def debugged():
