@@ -31,8 +31,8 @@
 
 static PyObject *exit_fn, *fork_fn;
 static int fork_registered;
-static PyObject *threading_mod, *after_fork_orig, *after_fork_ours;	/* 3.6 */
-static int wrap_pending;	/* 3.6, collecting: wrap once threading is imported */
+static PyObject *threading_mod, *after_fork_orig, *after_fork_ours;	/* 2.7, 3.6 */
+static int no_register_at_fork;	/* 2.7, 3.6, collecting: the wrap instead */
 
 static PyObject *none(void)
 {
@@ -56,15 +56,14 @@ static PyObject *on_fork_cb(PyObject *self, PyObject *unused)
 	return none();
 }
 
-/* threading._after_fork in our place (3.6): self is CPython's. */
+/* threading._after_fork in our place (2.7, 3.6): self is CPython's. */
 static PyObject *on_after_fork_cb(PyObject *orig, PyObject *unused)
 {
 	PyObject *r, *t, *v, *tb;
 
+	(void)unused;
 	cov_adopt_pending = 0;	/* not inside CPython's own: after it, here */
 	r = cov_py.Object_CallFunctionObjArgs(orig, NULL);
-
-	(void)unused;
 	cov_py.Err_Fetch(&t, &v, &tb);	/* its error, if any, is the caller's */
 	cov_on_fork_child();
 	cov_py.Err_Restore(t, v, tb);
@@ -127,7 +126,7 @@ static int has(const char *module, const char *name)
 }
 
 /*
- * 3.6: threading._after_fork wrapped, if the program imported threading
+ * 2.7, 3.6: threading._after_fork wrapped, if the program imported threading
  * (ours must not: the module would take our thread for the main one);
  * the sweep tries again.  0 (or not imported yet), or -1 (error cleared).
  */
@@ -142,9 +141,7 @@ static int wrap_after_fork(void)
 	cov_py.Err_Clear();
 	if (!mod)
 		return 0;
-
-	if (mod)
-		orig = cov_py.Object_GetAttrString(mod, "_after_fork");
+	orig = cov_py.Object_GetAttrString(mod, "_after_fork");
 	if (orig)
 		ours = cov_py.CFunction_NewEx(&after_fork_def, orig, NULL);
 	if (ours && cov_py.Object_SetAttrString(mod, "_after_fork", ours) == 0) {
@@ -185,13 +182,13 @@ static void unwrap_after_fork(void)
 
 int cov_hooks_fork_by_trace(void)
 {
-	return wrap_pending;
+	return no_register_at_fork;
 }
 
-/* Every second, GIL held: threading imported since, on 3.6. */
+/* Every second, GIL held: threading imported since, on 2.7 and 3.6. */
 void cov_hooks_sweep(void)
 {
-	if (wrap_pending && !threading_mod)
+	if (no_register_at_fork && !threading_mod)
 		wrap_after_fork();
 }
 
@@ -206,7 +203,7 @@ int cov_hooks_install(char *err, size_t len)
 	if (!has("os", "register_at_fork")) {
 		if (wrap_after_fork())
 			goto undo;
-		wrap_pending = 1;
+		no_register_at_fork = 1;
 	} else if (!fork_registered) {
 		if (!(fork_fn = cov_py.CFunction_NewEx(&fork_def, NULL, NULL)) ||
 		    call("os", "register_at_fork", "after_in_child", fork_fn))
@@ -252,6 +249,6 @@ void cov_hooks_remove(void)
 {
 	if (exit_fn)
 		unregister_exit();
-	wrap_pending = 0;
+	no_register_at_fork = 0;
 	unwrap_after_fork();
 }

@@ -329,9 +329,9 @@ static PyObject *code_from_pyc(const char *cached, const struct stat *src)
 	static long magic = -1;
 	unsigned char *data;
 	struct stat st;
-	size_t len, hdr;
+	size_t len, hdr, at;	/* at: where mtime is; size follows it (3.x) */
 	PyObject *code = NULL;
-	int flags;
+	int flags = py->hex >= 0x03070000, sized = py->hex >= 0x03000000;
 
 	if (magic == -1 && (magic = py->Import_GetMagicNumber()) == -1)
 		py->Err_Clear();
@@ -339,11 +339,11 @@ static PyObject *code_from_pyc(const char *cached, const struct stat *src)
 		return NULL;
 	/* PEP 552 header (3.7+): magic, flags (0: timestamp-based), mtime,
 	 * size; before it (3.6) the same without the flags; 2.7: magic, mtime */
-	flags = py->hex >= 0x03070000;
-	hdr = flags ? 16 : py->hex >= 0x03000000 ? 12 : 8;
+	at = flags ? 8 : 4;
+	hdr = at + (sized ? 8 : 4);
 	if (len > hdr && le32(data) == (uint32_t)magic && (!flags || le32(data + 4) == 0) &&
-	    le32(data + (hdr == 8 ? 4 : hdr - 8)) == (uint32_t)src->st_mtime &&
-	    (hdr == 8 || le32(data + hdr - 4) == (uint32_t)src->st_size)) {
+	    le32(data + at) == (uint32_t)src->st_mtime &&
+	    (!sized || le32(data + at + 4) == (uint32_t)src->st_size)) {
 		code = py->Marshal_ReadObjectFromString((char *)data + hdr,
 							(Py_ssize_t)(len - hdr));
 		if (code && py->Object_IsInstance(code, py->CodeType) != 1) {

@@ -358,7 +358,7 @@ static int may_make_gil_at(uintptr_t ip, char *why, size_t len)
 }
 
 /*
- * 3.6 creates its GIL only when a second thread starts
+ * 2.7 and 3.6 create their GIL only when a second thread starts
  * (_thread.start_new_thread calls PyEval_InitThreads); until then its one
  * thread runs with no lock at all, and PyGILState_Ensure in ours would
  * not wait for it (PyEval_RestoreThread takes the GIL only if it exists).

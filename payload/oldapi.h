@@ -16,9 +16,9 @@ const char *cov_oldapi_missing(const struct pyapi *api);
  * state's trace fields; unique is an object found nowhere else.  0 (also
  * where the interpreter has the real functions), or -1. */
 int cov_oldapi_probe(PyObject *unique);
-/* In cov_start, on the borrowed thread, no GIL: 3.6's GIL, made if the
- * process has none yet and this thread may make it (running_ip: where it
- * was caught running, 0 if parked in a system call).  0 (made, or not
+/* In cov_start, on the borrowed thread, no GIL: 2.7's or 3.6's GIL, made
+ * if the process has none yet and this thread may make it (running_ip:
+ * where it was caught running, 0 if parked in a system call).  0 (made, or not
  * needed), or -1 with why it could not in why. */
 int cov_oldapi_make_gil(uintptr_t running_ip, char *why, size_t len);
 

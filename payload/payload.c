@@ -62,7 +62,7 @@ __thread int cov_collector_thread;
 
 static char cfg_text[COV_CONFIG_MAX];	/* copied by cov_start */
 static int api_loaded;			/* cov_py: once, by cov_start or setup */
-static int gil_missing;			/* 3.6 without a GIL: see setup */
+static int gil_missing;			/* 2.7, 3.6 without a GIL: see setup */
 static int fork_held_gil;		/* the forking thread held the GIL */
 int cov_adopt_pending;			/* see after_fork_child */
 static char gil_why[96];		/* why the borrowed thread did not make it */
@@ -153,11 +153,11 @@ static void gil_give(int gil)
  * One that does not waits at most 200 ms (ours holds the GIL for
  * milliseconds, unless a thread of the program keeps it from us).
  */
-static int gate_for_fork(void)
+static int gate_for_fork(int held)
 {
 	struct timespec ts;
 
-	if (!cov_py.GILState_Check || cov_py.GILState_Check())
+	if (!cov_py.GILState_Check || held)
 		return pthread_mutex_trylock(&gil_gate) == 0;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ts.tv_nsec += 200000000;
@@ -590,7 +590,7 @@ void cov_on_fork_child(void)
 static void before_fork(void)
 {
 	int held = cov_py.GILState_Check && cov_py.GILState_Check();
-	int gate = gate_for_fork();
+	int gate = gate_for_fork(held);
 
 	pthread_mutex_lock(&write_lock);
 	pthread_mutex_lock(&state_lock);
@@ -1012,7 +1012,8 @@ static void *payload_main(void *arg)
 }
 
 /* 0 or a positive errno.  Must not wait for anything: no GIL, no Python,
- * just a copy and a pthread_create (and, on 3.6, cov_oldapi_make_gil). */
+ * just a copy and a pthread_create (and, on 2.7 and 3.6 without a GIL yet,
+ * cov_oldapi_make_gil). */
 static int start(const char *config, uint64_t running_ip);
 
 /*
@@ -1061,11 +1062,15 @@ static int start(const char *config, uint64_t running_ip)
 	}
 	while (read(wake[0], drain, sizeof(drain)) > 0)
 		;	/* requests left over from a previous run */
-	/* a failure to load is setup's to report, from our thread */
-	if (!api_loaded && cov_pyapi_load(&cov_py, err, sizeof(err)) == 0)
-		api_loaded = 1;
-	gil_missing = api_loaded &&
-		      cov_oldapi_make_gil((uintptr_t)running_ip, gil_why, sizeof(gil_why));
+	/* only where there is no GIL yet (2.7, 3.6) is the C-API needed here;
+	 * a failure to load is setup's to report, from our thread */
+	gil_missing = 0;
+	if (!cov_pyapi_threads_initialized()) {
+		if (!api_loaded && cov_pyapi_load(&cov_py, err, sizeof(err)) == 0)
+			api_loaded = 1;
+		gil_missing = api_loaded && cov_oldapi_make_gil((uintptr_t)running_ip,
+								 gil_why, sizeof(gil_why));
+	}
 	__atomic_store_n(&exiting, 0, __ATOMIC_SEQ_CST);
 	cov_state_begin();
 	cov_state.starts++;

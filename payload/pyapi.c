@@ -193,6 +193,13 @@ const char *cov_type_name(PyObject *o)
 	return type[TP_NAME_WORD];
 }
 
+int cov_pyapi_threads_initialized(void)
+{
+	int (*fn)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "PyEval_ThreadsInitialized");
+
+	return !fn || fn();
+}
+
 int cov_pyapi_load(struct pyapi *py, char *err, size_t errlen)
 {
 	if (resolve(py, py_syms, sizeof(py_syms) / sizeof(py_syms[0]),

@@ -150,6 +150,10 @@ struct pyapi {
 /* Resolve everything (what 3.6-3.8 lack: payload/oldapi.c); 0 or -1
  * with a message in err. */
 int cov_pyapi_load(struct pyapi *py, char *err, size_t errlen);
+/* Without the GIL, from the borrowed thread: has the interpreter a GIL
+ * (PyEval_ThreadsInitialized; 1 where the function is gone)?  0 only on
+ * 2.7 and 3.6 before their first thread. */
+int cov_pyapi_threads_initialized(void);
 
 /* The offset of member in the type's tp_members, or -1 if the type is not
  * named tp_name or has no such member. */
