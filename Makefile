@@ -37,7 +37,7 @@ CLI_OBJ := cli/main.o cli/start.o cli/control.o cli/tree.o cli/util.o \
 PAYLOAD_OBJ := payload/payload.o payload/pyapi.o payload/collect.o \
 	payload/store.o payload/writer.o payload/config.o payload/signals.o \
 	payload/hooks.o payload/modules.o payload/arcs.o payload/got.o payload/trace.o \
-	payload/interps.o payload/oldapi.o
+	payload/interps.o payload/oldapi.o payload/probes.o payload/bytecode.o
 PAYLOAD := payload/covinject-payload.so
 UNIT_OBJ := test/unit.o
 
@@ -55,7 +55,7 @@ $(PAYLOAD): $(PAYLOAD_OBJ)
 	$(CC) $(CFLAGS) -shared -Wl,-z,defs -Wl,-z,now -o $@ $^ -ldl
 
 test/unit: $(UNIT_OBJ) inject/elf.o inject/maps.o cli/signames.o cli/proc.o \
-		payload/store.o payload/config.o inject/inject.o inject/borrow.o \
+		payload/store.o payload/config.o payload/bytecode.o inject/inject.o inject/borrow.o \
 		inject/remote.o inject/ptrace.o inject/fdpass.o \
 		inject/arch/$(ARCH).o
 	$(CC) $(CFLAGS) -o $@ $^
@@ -132,7 +132,7 @@ SAN_ENV := ASAN_OPTIONS=exitcode=99:detect_leaks=1 \
 	UBSAN_OPTIONS=exitcode=99:halt_on_error=1:print_stacktrace=1
 SAN_CLI_OBJ := $(addprefix $(SAN_DIR)/,$(CLI_OBJ) $(INJECT_OBJ))
 SAN_UNIT_OBJ := $(addprefix $(SAN_DIR)/,$(UNIT_OBJ) $(INJECT_OBJ) \
-	cli/signames.o cli/proc.o payload/store.o payload/config.o)
+	cli/signames.o cli/proc.o payload/store.o payload/config.o payload/bytecode.o)
 
 $(SAN_DIR)/%.o: %.c
 	@mkdir -p $(@D)

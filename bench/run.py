@@ -66,6 +66,8 @@ def tools_for(py, workload=None):
     """The tools measured on py; --branch only on the hot workload, whose
     clamp() has a branch that always goes the same way."""
     tools = ["covinject", "after-stop"]
+    if (3, 9) <= py["ver"] < (3, 12):
+        tools.append("probe")
     if py["ver"] >= (3, 12):
         tools.append("floor")
         if workload in (None, "hot"):
@@ -106,11 +108,21 @@ def run_once(py, workload, tool, opts, out_dir):
         if tool in ("covinject", "after-stop", "branch"):
             result["start_ms"], result["borrowed_ms"] = common.start(
                 target.pid, out_dir, *(("--branch",) if tool == "branch" else ()))
+        if tool == "probe":
+            # start --collector probe: timed once the watch window of the
+            # frames running at start (the workload's main) is over, so the
+            # figure is the probes' steady state (README, "Probes")
+            result["start_ms"], result["borrowed_ms"] = common.start(
+                target.pid, out_dir, "--collector", "probe", "--watch-window", "0.2")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and "watch window ended" not in \
+                    common.covinject_ok("status", target.pid)[0].stdout:
+                time.sleep(0.05)
         if tool == "after-stop":
             common.stop(target.pid)
         target.send("go")
         result.update(json.loads(target.expect("{")))
-        if tool == "covinject":
+        if tool in ("covinject", "probe"):
             result["lines"] = measured_lines(target.pid)
         target.send("exit")
     return result
@@ -179,7 +191,8 @@ def overhead(pythons, opts, out_dir):
         s.update(best_ratios([r[0] for r in runs], [r[1] for r in runs]))
         s["n"] = len(runs)
         s["start_ms"] = median([r[0]["start_ms"] for r in runs if "start_ms" in r[0]])
-        s["lines"] = min([r[0].get("lines", 0) for r in runs]) if key[2] == "covinject" else None
+        s["lines"] = min([r[0].get("lines", 0) for r in runs]) \
+            if key[2] in ("covinject", "probe") else None
         infos = [r[0]["coverage"] for r in runs if r[0].get("coverage")]
         s["coverage"] = infos[0] if infos else None
         summary[key] = s
@@ -199,8 +212,9 @@ def overhead_table(pythons, opts, summary):
         "| Python | workload | covinject first / last | covinject best-of: first / steady "
         "| after stop: whole run / best-of steady | coverage.py first / last "
         "| coverage.py best-of: first / steady | coverage.py sysmon first / last "
-        "| sys.monitoring floor best-of: first / steady | covinject start (ms) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        "| sys.monitoring floor best-of: first / steady | covinject start (ms) "
+        "| --collector probe best-of: first / steady |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for py in pythons:
         for w in opts.workload:
             get = lambda tool: summary.get((py["label"], w, tool))  # noqa: E731
@@ -215,7 +229,8 @@ def overhead_table(pythons, opts, summary):
                 sysmon_cell = cell(sysmon)
             no_cov = "n/a (not importable)"
             floor = get("floor")
-            lines.append("| %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            probe = get("probe")
+            lines.append("| %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 py["version"], " (system)" if py["label"] == "system" else "", w,
                 cell(ci), cell(ci, ("first_best", "steady_best")),
                 cell(get("after-stop"), ("all", "steady_best")),
@@ -223,7 +238,8 @@ def overhead_table(pythons, opts, summary):
                 cell(cov, ("first_best", "steady_best")) if py["coverage"] else no_cov,
                 sysmon_cell,
                 cell(floor, ("first_best", "steady_best")) if floor else "n/a (< 3.12)",
-                fmt(ci["start_ms"], "%.1f") if ci else "n/a"))
+                fmt(ci["start_ms"], "%.1f") if ci else "n/a",
+                cell(probe, ("first_best", "steady_best")) if probe else "n/a (3.9-3.11)"))
     return lines
 
 

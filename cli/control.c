@@ -213,6 +213,15 @@ static int not_collecting(const struct cov_state *s, void (*emit)(const char *, 
 		emit(line, arg);
 		n++;
 	}
+	if (s->probe.unobserved) {
+		clock_of(s->probe.unobserved_ns, when, sizeof(when));
+		snprintf(line, sizeof(line), "%u frames that were running at start (the "
+			 "lines they run from then on) since %s: the watch window ended "
+			 "(start --watch-window 0 watches them for as long as they run)",
+			 s->probe.unobserved, when);
+		emit(line, arg);
+		n++;
+	}
 	if (s->hook_lost_ns) {
 		clock_of(s->hook_lost_ns, when, sizeof(when));
 		snprintf(line, sizeof(line), "the program replaced covinject's "
@@ -333,6 +342,25 @@ int cli_stop(struct cli_opts *o, pid_t pid)
 	return print_file(o, pid, &s, "stop");
 }
 
+/* --collector probe: the probes, and the trace function while frames that
+ * were running at start still run (payload/probes.c). */
+static void print_probes(const struct cov_state *s)
+{
+	printf("collector: bytecode probes in %u code objects (%u functions moved "
+	       "onto them at start", s->probe.codes, s->probe.functions);
+	if (s->probe.failed)
+		printf("; %u code objects could not be instrumented and are not "
+		       "measured", s->probe.failed);
+	printf(")\n");
+	if (s->probe.watching)
+		printf("collector: trace function on %u of %u threads, for %u frames "
+		       "that were running at start\n", s->threads_ours, s->threads_now,
+		       s->probe.watched);
+	else if (!s->probe.unobserved)
+		printf("collector: no frame that was running at start runs any more "
+		       "(no trace function)\n");
+}
+
 static void print_status(pid_t pid, const struct cov_state *s)
 {
 	char d[32], t[32], when[64] = "never", line[600];
@@ -370,6 +398,8 @@ static void print_status(pid_t pid, const struct cov_state *s)
 	       s->resets);
 	if (s->tool_id >= 0)
 		printf("collector: sys.monitoring tool id %d\n", s->tool_id);
+	else if (s->probes)
+		print_probes(s);
 	else if (s->sweeps)
 		printf("collector: trace function on %u of %u threads\n",
 		       s->threads_ours, s->threads_now);

@@ -43,6 +43,12 @@ static const char start_help[] =
 	"      --no-import-lines  do not record, in the context \"import\", the lines\n"
 	"                         that importing already loaded modules ran\n"
 	"      --branch           record branches too (arcs; Python 3.12 and later)\n"
+	"      --collector KIND   Python 3.9-3.11: trace (a trace function, the\n"
+	"                         default) or probe (bytecode probes: each line\n"
+	"                         costs once; see the README)\n"
+	"      --watch-window SECONDS  with probes: how long frames that were\n"
+	"                         running at start are watched by a trace function\n"
+	"                         (default 30; 0: for as long as they run)\n"
 	"      --dump-signal SIG  signal that writes a snapshot (default USR1)\n"
 	"      --stop-signal SIG  signal that stops collecting (default USR2)\n"
 	"      --interval SECONDS snapshot periodically when new lines ran (default\n"
@@ -151,7 +157,7 @@ static const char *opt_name(const struct option *all, int opt)
 
 enum { OPT_SOURCE = 256, OPT_DUMP_SIG, OPT_STOP_SIG, OPT_TIMEOUT, OPT_TREE,
        OPT_RESET, OPT_CHAIN, OPT_INTERVAL, OPT_INCLUDE, OPT_OMIT, OPT_NO_IMPORT,
-       OPT_BRANCH };
+       OPT_BRANCH, OPT_COLLECTOR, OPT_WATCH };
 
 /* Which commands may take an option: every one (NULL), or those named. */
 static const char *owner(int opt)
@@ -161,7 +167,7 @@ static const char *owner(int opt)
 		return "start, dump and stop";
 	case OPT_SOURCE: case OPT_DUMP_SIG: case OPT_STOP_SIG:
 	case OPT_CHAIN: case OPT_INTERVAL: case OPT_INCLUDE: case OPT_OMIT:
-	case OPT_NO_IMPORT: case OPT_BRANCH:
+	case OPT_NO_IMPORT: case OPT_BRANCH: case OPT_COLLECTOR: case OPT_WATCH:
 		return "start";
 	case OPT_RESET:
 		return "dump";
@@ -185,6 +191,8 @@ static int parse(const struct cli_command *c, int argc, char **argv, struct cli_
 		{ "omit", required_argument, 0, OPT_OMIT },
 		{ "no-import-lines", no_argument, 0, OPT_NO_IMPORT },
 		{ "branch", no_argument, 0, OPT_BRANCH },
+		{ "collector", required_argument, 0, OPT_COLLECTOR },
+		{ "watch-window", required_argument, 0, OPT_WATCH },
 		{ "verbose", no_argument, 0, 'v' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 }
@@ -224,6 +232,12 @@ static int parse(const struct cli_command *c, int argc, char **argv, struct cli_
 		case OPT_BRANCH:
 			o->branch = 1;
 			break;
+		case OPT_COLLECTOR:
+			if (strcmp(optarg, "trace") && strcmp(optarg, "probe"))
+				return usage_error(c->name, "--collector '%s': give trace or "
+						   "probe", optarg);
+			o->probes = !strcmp(optarg, "probe");
+			break;
 		case OPT_DUMP_SIG:
 			if ((r = signal_opt(c->name, optarg, &o->dump_sig)))
 				return r;
@@ -243,6 +257,14 @@ static int parse(const struct cli_command *c, int argc, char **argv, struct cli_
 						   "of seconds, or 0 for none", optarg);
 			if (!strcmp(optarg, "0"))
 				o->interval = 0;
+			break;
+		case OPT_WATCH:
+			if (cli_parse_seconds(optarg, &o->watch_window) && strcmp(optarg, "0"))
+				return usage_error(c->name, "--watch-window '%s': give a "
+						   "number of seconds, or 0 for as long as "
+						   "they run", optarg);
+			if (!strcmp(optarg, "0"))
+				o->watch_window = 0;
 			break;
 		case OPT_TREE:
 			o->tree = 1;
@@ -283,7 +305,7 @@ int main(int argc, char **argv)
 {
 	struct cli_opts o = {
 		.out_dir = ".", .dump_sig = SIGUSR1, .stop_sig = SIGUSR2,
-		.timeout = 10, .interval = 60, .argc = argc, .argv = argv,
+		.timeout = 10, .interval = 60, .watch_window = 30, .argc = argc, .argv = argv,
 	};
 	char range[32];
 	int r;

@@ -22,7 +22,9 @@
  *
  * CPython <= 3.11: a C trace function on every thread state of every
  * interpreter, and a sweep that knows per thread whether it is still
- * there: payload/trace.c.
+ * there: payload/trace.c.  Or, with start --collector probe (3.9-3.11),
+ * bytecode probes, with the trace function only for frames that were
+ * running at start: payload/probes.c.
  *
  * The sweep here (3.12+) only checks, without changing anything, that the
  * program has not freed our tool id or changed its events.
@@ -37,6 +39,7 @@
 #include "collect.h"
 #include "interps.h"
 #include "payload.h"
+#include "probes.h"
 #include "store.h"
 #include "trace.h"
 
@@ -51,6 +54,7 @@ static long ev_start;			/* PY_START (3.13+), or 0 */
  * (3.14+), and JUMP; else 0. */
 static long ev_branch, ev_left, ev_right, ev_jump;
 static int branch_mode;
+static int probe_mode;			/* --collector probe (3.9-3.11) */
 static PyObject *branch_cb, *left_cb, *right_cb, *jump_cb;
 static int64_t monitoring_lost_ns;	/* the program changed our tool since */
 
@@ -575,13 +579,16 @@ static int use_monitoring(void)
 	return py->hex >= 0x030c0000;
 }
 
-int cov_collect_start(struct pyapi *api, int branch, struct cov_collect_info *info,
-		      char *err, size_t len)
+int cov_collect_start(struct pyapi *api, const struct cov_collect_opts *o,
+		      struct cov_collect_info *info, char *err, size_t len)
 {
+	int branch = o->branch;
+
 	py = api;
 	memset(info, 0, sizeof(*info));
 	info->tool_id = -1;
 	branch_mode = branch;
+	probe_mode = 0;
 	ev_branch = ev_left = ev_right = ev_jump = 0;
 	if (branch && !use_monitoring()) {
 		snprintf(err, len, "--branch needs Python 3.12 or later (sys.monitoring "
@@ -601,6 +608,10 @@ int cov_collect_start(struct pyapi *api, int branch, struct cov_collect_info *in
 			return -1;
 		}
 		return 0;
+	}
+	if (o->probes) {
+		probe_mode = 1;
+		return cov_probes_start(py, o, info, err, len);
 	}
 	return cov_trace_start(py, info, err, len);
 }
@@ -667,6 +678,8 @@ void cov_collect_sweep(struct cov_sweep *out)
 	if (use_monitoring()) {
 		monitoring_sweep(out);
 		subs_walk(-1, 1);	/* new sub-interpreters */
+	} else if (probe_mode) {
+		cov_probes_sweep(out);
 	} else {
 		cov_trace_sweep(out);
 	}
@@ -693,6 +706,8 @@ void cov_collect_rearm(void)
 	cov_store_zero();
 	if (branch_mode)
 		cov_arcs_zero();
+	if (probe_mode)
+		cov_probes_rearm();
 	if (use_monitoring() && monitoring) {
 		CALL(ignore, sizeof(ignore), monitoring, "restart_events", "");
 		subs_walk(V_RESTART, 0);
@@ -708,6 +723,8 @@ void cov_collect_stop(void)
 {
 	if (use_monitoring())
 		monitoring_stop();
+	else if (probe_mode)
+		cov_probes_stop();
 	else
 		cov_trace_stop();
 }

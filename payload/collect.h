@@ -28,9 +28,15 @@ struct cov_sweep {
 	uint32_t monitoring_lost;	/* COV_MON_* */
 };
 
-/* branch: record arcs too (start --branch, 3.12+ only). */
-int cov_collect_start(struct pyapi *py, int branch, struct cov_collect_info *info,
-		      char *err, size_t len);
+struct cov_collect_opts {
+	int branch;	/* record arcs too (start --branch, 3.12+ only) */
+	int probes;	/* --collector probe (3.9-3.11) */
+	int keep_gil;	/* never give the GIL up while starting */
+	unsigned watch_ms;	/* probes: the watch window, 0: unlimited */
+};
+
+int cov_collect_start(struct pyapi *py, const struct cov_collect_opts *o,
+		      struct cov_collect_info *info, char *err, size_t len);
 /* Copy the data (store.c, and arcs.c with branch) for a snapshot. */
 int cov_collect_snapshot(struct cov_snap *s);
 /* <= 3.11: give the tracer to threads started since (from C, say); all

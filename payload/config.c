@@ -110,6 +110,12 @@ int cov_config_parse(char *text, struct cov_config *cfg)
 		} else if (!strcmp(line, "out_fd")) {
 			if (parse_flag(eq, &cfg->out_fd))
 				return -1;
+		} else if (!strcmp(line, "watch_window")) {
+			if (parse_interval(eq, &cfg->watch_ms))
+				return -1;
+		} else if (!strcmp(line, "probes")) {
+			if (parse_flag(eq, &cfg->probes))
+				return -1;
 		} else if (!strcmp(line, "gil_at_requests")) {
 			if (parse_flag(eq, &cfg->gil_at_requests))
 				return -1;

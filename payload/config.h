@@ -18,6 +18,10 @@
  *	include=PATTERN		omit=PATTERN	coverage.py file patterns (repeatable)
  *	import_lines=0		no "import" context (default 1)
  *	branch=1		record arcs (3.12+)
+ *	probes=1		--collector probe: bytecode probes (3.9-3.11)
+ *	watch_window=30		with it: frames running at start are watched by
+ *				the trace function for at most 30 s; 0: while
+ *				they run
  */
 #ifndef COVINJECT_CONFIG_H
 #define COVINJECT_CONFIG_H
@@ -43,6 +47,8 @@ struct cov_config {
 	int branch;		/* record arcs */
 	int out_fd;		/* out_fd=1: receive the directory as an fd */
 	int gil_at_requests;	/* the GIL is had only while a request runs */
+	int probes;		/* --collector probe (3.9-3.11) */
+	unsigned watch_ms;	/* watch_window=SECONDS, 0: unlimited */
 };
 
 /* Parses text in place (it must outlive cfg): 0, or -1 if invalid. */

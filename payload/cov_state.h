@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #define COV_STATE_MAGIC	0x31746e6a69766f63ULL	/* "covinjt1" */
-#define COV_STATE_ABI	7
+#define COV_STATE_ABI	8
 #define COV_PATH_MAX	4096
 #define COV_ERR_MAX	512
 
@@ -35,6 +35,20 @@ struct cov_lost {
 /* cov_state.monitoring_lost (3.12+): what the program did to our tool. */
 #define COV_MON_TOOL	1	/* freed our tool id (or another tool took it) */
 #define COV_MON_EVENTS	2	/* changed our events */
+
+/* cov_state.probe: the probe collector of 3.9-3.11 (payload/probes.c). */
+struct cov_probe_info {
+	uint32_t codes;		/* variants made */
+	uint32_t functions;	/* functions pointed at one at start */
+	uint32_t failed;	/* code objects that could not be instrumented */
+	uint32_t watched;	/* frames running at start, still running */
+	uint32_t unwatched;	/* generators at start not watched (no memory) */
+	uint32_t watching;	/* the trace function runs for them */
+	uint32_t unobserved;	/* of them, no longer observed: the watch
+				 * window ended before they did */
+	uint32_t pad;
+	int64_t unobserved_ns;	/* CLOCK_REALTIME: since when, or 0 */
+};
 
 enum cov_phase {
 	COV_IDLE = 0,		/* loaded, never started */
@@ -109,6 +123,8 @@ struct cov_state {
 	int64_t monitoring_lost_ns;	/* 3.12+: since, or 0 */
 	uint32_t monitoring_lost;	/* COV_MON_* */
 	uint32_t sweeps;		/* sweeps done: the fields above are set */
+	uint32_t probes;		/* 1: --collector probe runs (3.9-3.11) */
+	struct cov_probe_info probe;	/* what it did (probes.c) */
 	char data_file[COV_PATH_MAX];	/* where the next snapshot goes */
 	char last_file[COV_PATH_MAX];	/* where the last snapshot went */
 	char error[COV_ERR_MAX];	/* last failure, "" if none */

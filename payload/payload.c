@@ -40,6 +40,7 @@
 #include "modules.h"
 #include "oldapi.h"
 #include "payload.h"
+#include "probes.h"
 #include "store.h"
 #include "versions.h"
 #include "writer.h"
@@ -736,6 +737,15 @@ static void count_interpreters(uint32_t n[3])
 }
 
 /* Inside cov_state_begin/end. */
+/* Under the sequence counter: what the probe collector did (3.9-3.11). */
+static void publish_probes(void)
+{
+	if (!cov_cfg.probes)
+		return;
+	cov_probes_info(&cov_state.probe);
+	cov_state.probes = 1;
+}
+
 static void publish_interpreters(const uint32_t n[3])
 {
 	cov_state.interpreters = n[0];
@@ -807,7 +817,10 @@ static int setup(void)
 	set_step(COV_STEP_INSTALL);
 	rc = scope_init(err, sizeof(err));
 	if (!rc)
-		rc = cov_collect_start(&cov_py, cov_cfg.branch, &info, err, sizeof(err));
+		rc = cov_collect_start(&cov_py, &(struct cov_collect_opts){
+			cov_cfg.branch, cov_cfg.probes, cov_cfg.gil_at_requests,
+			cov_cfg.watch_ms },
+			&info, err, sizeof(err));
 	if (!rc && (rc = cov_hooks_install(err, sizeof(err))))
 		cov_collect_stop();
 	if (!rc)
@@ -828,6 +841,7 @@ static int setup(void)
 	cov_state.threads = info.threads;
 	cov_state.skipped_threads = info.skipped;
 	publish_interpreters(interps);
+	publish_probes();
 	cov_state_end();
 	return 0;
 }
@@ -865,6 +879,7 @@ static void sweep_locked(void)
 	cov_state.monitoring_lost_ns = w.monitoring_lost_ns;
 	cov_state.handlers_lost = cov_signals_lost();
 	publish_interpreters(interps);
+	publish_probes();
 	cov_state.sweeps++;
 	cov_state_end();
 }

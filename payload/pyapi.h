@@ -31,6 +31,7 @@ struct py_methoddef {
 };
 #define PY_METH_VARARGS	0x0001
 #define PY_METH_NOARGS	0x0004
+#define PY_METH_O	0x0008
 #define PY_METH_FASTCALL	0x0080	/* 3.7+ (sys.monitoring's callbacks: 3.12+) */
 
 /* Include/compile.h: Py_file_input; Include/cpython/code.h: co_flags. */
@@ -140,6 +141,11 @@ struct pyapi {
 	void (*Eval_AcquireThread)(PyThreadState *);
 	int (*Interp_HasFeature)(PyInterpreterState *, unsigned long);
 	int (*InterpConfig_FromState)(void *, PyInterpreterState *);
+	/* The probe collector (probes.c, 3.9-3.11) */
+	PyObject *(*Bytes_FromStringAndSize)(const char *, Py_ssize_t);
+	PyFrameObject *(*Eval_GetFrame)(void);			/* borrowed */
+	int (*Code_Addr2Line)(PyObject *, int);
+	PyObject *(*InstanceMethod_New)(PyObject *);
 	PyObject *None;
 	void *CodeType, *FrameType;
 	/* Offsets found at run time in the types' tp_members. */

@@ -45,6 +45,7 @@
 #include "collect.h"
 #include "oldapi.h"
 #include "payload.h"
+#include "probes.h"
 #include "trace.h"
 
 static struct pyapi *py;
@@ -112,6 +113,13 @@ static int on_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg
 	if (what != PY_TRACE_LINE && what != PY_TRACE_CALL)
 		return 0;
 	code = py->Frame_GetCode(frame);
+	if (cov_probes_variant(code)) {
+		/* --collector probe: its probes record its lines */
+		if (what == PY_TRACE_CALL && py->off_f_trace_lines > 0)
+			*((char *)frame + py->off_f_trace_lines) = 0;
+		py->DecRef(code);
+		return 0;
+	}
 	f = cov_collect_file(code);
 	py->DecRef(code);
 	if (f && f->in_scope) {

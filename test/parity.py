@@ -30,11 +30,12 @@ IMPORTED = ["corpus_lib", "corpus_38", "corpus_310", "corpus_311", "corpus_314",
 LATE_DELAY = "1.5"      # > the 1 s sweep that gives C threads the tracer (<= 3.11)
 
 
-def expect(key, kind, ver):
+def expect(key, kind, ver, probes=False):
     """Who records the lines tagged @diff-KEY: 'covinject', 'oracle', 'both'
     or 'neither'.  kind: the oracle (coverage, monitoring, and their -branch
-    forms, which compare the lines of arc data)."""
-    new = ver >= (3, 12)
+    forms, which compare the lines of arc data); probes: covinject ran
+    with --collector probe (3.9-3.11)."""
+    new = ver >= (3, 12) or probes
     # coverage.py on 3.14+ is the sid root's 7.16, whose default core is
     # sys.monitoring (parity_oracle.py refuses to run with another)
     sysmon = kind.startswith("monitoring") or ver >= (3, 14)
@@ -44,7 +45,8 @@ def expect(key, kind, ver):
         # or sys.monitoring (3.12+) does.
         return "both" if sysmon else "covinject"
     if key == "cthread-late-first":
-        # The line running when covinject's sweep reached the thread (<= 3.11).
+        # The line running when covinject's sweep reached the thread (<= 3.11;
+        # probes record it: the thread's function was made to run them).
         if sysmon:
             return "both"
         return "covinject" if new else "neither"
@@ -188,7 +190,7 @@ def corpus_script(exe):
     return "corpus27.py" if py_version(exe) < (3, 0) else "corpus.py"
 
 
-def compare(ours, theirs, kind, ver):
+def compare(ours, theirs, kind, ver, probes=False):
     """Differences not explained by a tag, as readable lines."""
     problems = []
     tagged = tags()
@@ -198,15 +200,15 @@ def compare(ours, theirs, kind, ver):
             side = {(True, True): "both", (True, False): "covinject",
                     (False, True): "oracle"}[(n in a, n in b)]
             key = tagged[name].get(n)
-            want = expect(key, kind, ver) if key else "both"
+            want = expect(key, kind, ver, probes) if key else "both"
             if side not in (want if isinstance(want, tuple) else (want,)):
                 problems.append("%s:%d %s: recorded by %s, expected %s  | %s" % (
                     name, n, key or "", side, want, source_line(name, n)))
         for n, key in tagged[name].items():
-            want = expect(key, kind, ver)
+            want = expect(key, kind, ver, probes)
             if n not in a | b and "neither" not in (want if isinstance(want, tuple) else (want,)):
                 problems.append("%s:%d %s: recorded by neither, expected %s" % (
-                    name, n, key, expect(key, kind, ver)))
+                    name, n, key, want))
     return problems
 
 
@@ -260,8 +262,12 @@ def oracles(ver):
 def t_parity_lines(exe, tmp):
     """The corpus's executed lines equal coverage.py's (and, on 3.12+, raw
     sys.monitoring's) for the same execution, but for the tagged lines."""
+    parity_lines(exe, tmp)
+
+
+def parity_lines(exe, tmp, *start_args):
     ver = py_version(exe)
-    path, done = run_attached(exe, tmp)
+    path, done = run_attached(exe, tmp, *start_args)
     ours = lines_of(path, "")
     lib = "corpus27_lib.py" if ver < (3, 0) else "corpus_lib.py"
     check(ours[lib], "nothing recorded for %s" % lib)
@@ -271,7 +277,8 @@ def t_parity_lines(exe, tmp):
         check(their_done == done, "the corpus behaved differently under covinject "
               "and under the %s oracle" % kind)
         theirs = lines_of(out, "live") if kind == "coverage" else lines_of_json(out)
-        problems += ["[%s] %s" % (kind, p) for p in compare(ours, theirs, kind, ver)]
+        problems += ["[%s] %s" % (kind, p) for p in compare(ours, theirs, kind, ver,
+                                                            "probe" in start_args)]
     check(not problems, "%d difference(s):\n    %s" % (len(problems),
                                                     "\n    ".join(problems)))
 

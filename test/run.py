@@ -27,6 +27,7 @@ import traceback
 import containers
 import core
 import parity
+import probes
 import procs
 import safety
 import servers
@@ -120,9 +121,13 @@ def main():
     print("interpreters: %s" % ", ".join("%s (%d.%d)" % (l, v[0], v[1]) for l, _, v in found),
           flush=True)
     for label, exe, ver in found:
-        for fn in core.E2E + servers.E2E + safety.E2E + parity.E2E + containers.E2E:
-            if ver >= getattr(fn, "since", ver):    # a feature of newer versions
+        for fn in core.E2E + servers.E2E + safety.E2E + parity.E2E + containers.E2E + \
+                probes.E2E:
+            if ver >= getattr(fn, "since", ver) and ver < getattr(fn, "until", (99,)):
                 res.run("%s [%s]" % (fn.__name__[2:], label), fn, exe)
+            elif hasattr(fn, "until"):          # a feature of some versions
+                res.skip("%s [%s]" % (fn.__name__[2:], label),
+                         "for %d.%d-%d.%d only" % (fn.since + (fn.until[0], fn.until[1] - 1)))
             else:
                 res.skip("%s [%s]" % (fn.__name__[2:], label),
                          "a feature of %d.%d and later" % fn.since)

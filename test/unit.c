@@ -25,6 +25,7 @@
 #include "../inject/elf.h"
 #include "../cli/cli.h"
 #include "../payload/config.h"
+#include "../payload/bytecode.h"
 #include "../payload/store.h"
 #include "../payload/versions.h"
 
@@ -669,6 +670,68 @@ static void test_patterns(void)
 	CHECK("stat_no_paren", cli_stat_ppid("42 x S 1", &ppid) == -1);
 }
 
+/* payload/bytecode.c: line and exception tables survive a round trip, and
+ * a probe goes where the tracer would report a line, jumps moved past it. */
+static int locs_equal(const struct cov_loc *a, const struct cov_loc *b, size_t n)
+{
+	return !memcmp(a, b, n * sizeof(*a));
+}
+
+static void test_bytecode(void)
+{
+	struct cov_loc in[12], out[12];
+	size_t len;
+	uint8_t *t;
+	/* lines 5 5 -1 7 300 300 2 ... (no columns: 3.9/3.10 keep none) */
+	static const int lines[12] = { 5, 5, -1, 7, 300, 300, 2, 2, 2, 9, 9, 9 };
+	struct cov_xentry x[2] = { { 0, 4, 6, 3 }, { 4, 6, 8, 1 } }, y[2];
+	uint32_t map[13];
+	struct cov_optab op = { .minor = 10, .ext = 144, .nop = 9, .jump_fwd = 110,
+				.load_const = 100, .call = 131, .pop_top = 1 };
+	/* line 1: LOAD_CONST 0; POP_JUMP_IF_FALSE 2 (units); line 2: NOP;
+	 * RETURN_VALUE (line table of 3.10, firstline 1) */
+	static const uint8_t code[] = { 100, 0, 114, 2, 9, 0, 83, 0 };
+	static const uint8_t ltab[] = { 4, 0, 4, 1 };
+	struct cov_loc cl[4];
+	struct cov_rewrite r = { .code = code, .n = 4, .locs = cl, .first_const = 1 };
+
+	for (int i = 0; i < 12; i++)
+		in[i] = (struct cov_loc){ lines[i], lines[i], -1, -1 };
+	t = cov_linetable310_encode(in, 12, 1, &len);
+	CHECK("bc_310_roundtrip", t && !cov_linetable310_decode(t, len, 1, out, 12) &&
+	      locs_equal(in, out, 12));
+	free(t);
+	in[2] = in[1];	/* 3.9 has no "no line" */
+	t = cov_lnotab_encode(in, 12, 1, &len);
+	CHECK("bc_39_roundtrip", t && !cov_lnotab_decode(t, len, 1, out, 12) &&
+	      locs_equal(in, out, 12));
+	free(t);
+	in[2] = (struct cov_loc){ -1, -1, -1, -1 };
+	in[4] = (struct cov_loc){ 300, 302, 4, 70 };	/* long form */
+	in[6] = (struct cov_loc){ 2, 2, 0, 3 };
+	t = cov_linetable311_encode(in, 12, 1, &len);
+	CHECK("bc_311_roundtrip", t && !cov_linetable311_decode(t, len, 1, out, 12) &&
+	      locs_equal(in, out, 12));
+	free(t);
+	for (uint32_t i = 0; i < 13; i++)
+		map[i] = 100 * i;	/* past 63 and 4095: multi-byte varints */
+	t = cov_xtable_encode(x, 2, map, &len);
+	CHECK("bc_xtable", t && cov_xtable_decode(t, len, y, 2) == 2 && y[0].start == 0 &&
+	      y[0].end == 400 && y[0].target == 600 && y[1].start == 400 &&
+	      y[1].end == 600 && y[1].target == 800 && y[1].depth_lasti == 1);
+	free(t);
+	op.flags[114] = BC_HASARG | BC_JABS;
+	op.flags[100] = op.flags[110] = op.flags[131] = op.flags[144] = BC_HASARG;
+	op.flags[110] |= BC_JREL;
+	cov_linetable310_decode(ltab, sizeof(ltab), 1, cl, 4);
+	CHECK("bc_rewrite", cov_rewrite(&op, &r) == 0 && r.nprobes == 2 &&
+	      r.probes[0] == 0 && r.probe_lines[0] == 1 && r.probe_lines[1] == 2 &&
+	      r.hit_const == 3 && r.nout == 4 + 2 * 5 && r.map[2] == 7 &&
+	      r.out[2 * 6] == 114 && r.out[2 * 6 + 1] == 7 && r.out[2 * 7] == 9 &&
+	      r.out[1] == 4 && r.stack_growth == 2);
+	cov_rewrite_free(&r);
+}
+
 int main(void)
 {
 	static const char *const files[] = { "not-elf", "empty", "app.py" };
@@ -688,6 +751,7 @@ int main(void)
 	test_store();
 	test_patterns();
 	test_versions();
+	test_bytecode();
 
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		tmp_path(path, sizeof(path), files[i]);

@@ -1,0 +1,1057 @@
+/*
+ * probes.c - the probe collector of CPython 3.9-3.11 (start --collector
+ * probe): every in-scope code object gets an instrumented copy, its
+ * variant, with a probe before each line (payload/bytecode.c); functions
+ * are pointed at the variants; each probe records its line once and turns
+ * itself into a jump.  A line then costs one C call the first time it runs
+ * and one JUMP_FORWARD after.
+ *
+ * What reaches the variants (../shared/probes.md, E4 and E9):
+ * - every function object, found through gc.get_objects() (closures,
+ *   lambdas in containers, methods, decorated functions), by setting
+ *   __code__ (Objects/funcobject.c, func_set_code: checks the free
+ *   variables; 3.11 also drops the function's specialisation version);
+ * - code a running or suspended frame will make functions of later: the
+ *   nested code objects in its code's co_consts are swapped in place,
+ *   so a closure made after start is made of a variant;
+ * - modules imported after start: importlib's _LoaderBasics.exec_module
+ *   (what SourceFileLoader and SourcelessFileLoader run) is replaced by
+ *   ours, which runs the variant of the module's code, nested code
+ *   included, through _call_with_frames_removed as the original does, so
+ *   tracebacks are trimmed as before.
+ *
+ * What cannot: a frame already running keeps its bytecode (3.9 and 3.10
+ * read it once per frame: ceval.c first_instr), and so does a suspended
+ * generator.  While an in-scope one lives ("watched"), the trace function
+ * of trace.c runs too, in every thread as before, and tells variants'
+ * frames not to send it line events (f_trace_lines = 0): their lines are
+ * the probes'.  The sweep ends the watch when every watched frame is gone.
+ *
+ * stop points every function back at its original, puts the co_consts
+ * slots back, restores exec_module and turns every probe off, so a frame
+ * that runs on in a variant costs a jump per line and records nothing.
+ * dump --reset and a forked child turn every probe on again.
+ *
+ * All of it runs with the GIL held (the start pass gives it up between
+ * batches, as modules.c does); the GIL is the lock of everything here.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "bytecode.h"
+#include "collect.h"
+#include "payload.h"
+#include "probes.h"
+#include "trace.h"
+
+static struct pyapi *py;
+static struct cov_optab tab;
+static PyObject *hit;			/* our probe function, never freed */
+static PyObject *func_type, *gen_types[3];
+static PyObject *loader_cls, *orig_exec, *our_exec, *call_removed, *exec_fn;
+static PyObject *weakref_ref;
+static Py_ssize_t off_co_code = -1, off_co_consts = -1, code_basicsize;
+static int active;
+
+/* Include/object.h, Include/cpython/tupleobject.h (3.9-3.11, default
+ * builds): ob_size follows ob_type, a tuple's items follow ob_size. */
+#define OB_TYPE(o)	(((void **)(o))[1])
+#define OB_SIZE(o)	(((Py_ssize_t *)(o))[2])
+#define TUPLE_ITEMS(t)	((PyObject **)((char *)(t) + 3 * sizeof(void *)))
+#define SLOT(base, off)	(*(PyObject **)((char *)(base) + (off)))
+
+/* ---- the registry: original code -> variant ---------------------------- */
+
+struct variant {
+	PyObject *orig, *code;	/* references held; code == orig: nothing to probe */
+	uint32_t *probes;	/* byte offsets of the probes' NOPs */
+	uint32_t nprobes;
+};
+
+static struct variant *vars;
+static size_t nvars, vcap;
+static uint32_t *by_orig, *by_code;	/* open addressing: index + 1, 0 empty */
+static size_t hcap;
+
+/* A co_consts slot swapped in place, to put back at stop. */
+struct slot {
+	PyObject *tuple, *orig;		/* references held */
+	Py_ssize_t i;
+};
+
+static struct slot *slots;
+static size_t nslots, slot_cap;
+
+/* Watched: frames running at start (not references: compared only) and
+ * suspended generators (weak references). */
+static const void **frames;
+static size_t nframes;
+static PyObject **gens;
+static size_t ngens;
+static int watching;
+static int64_t watch_until_ns;		/* the watch window's end, 0: none */
+static struct cov_probe_info stats;
+
+static size_t hslot(const void *p)
+{
+	return ((uintptr_t)p >> 4) * 0x9e3779b97f4a7c15ull >> 20;
+}
+
+static struct variant *find(const uint32_t *h, int code_side, const void *p)
+{
+	if (!hcap)
+		return NULL;
+	for (size_t i = hslot(p) & (hcap - 1);; i = (i + 1) & (hcap - 1)) {
+		struct variant *v;
+
+		if (!h[i])
+			return NULL;
+		v = &vars[h[i] - 1];
+		if ((code_side ? v->code : v->orig) == p)
+			return v;
+	}
+}
+
+static void put(uint32_t *h, const void *p, uint32_t idx)
+{
+	size_t i = hslot(p) & (hcap - 1);
+
+	while (h[i])
+		i = (i + 1) & (hcap - 1);
+	h[i] = idx;
+}
+
+static int rehash(size_t cap)
+{
+	uint32_t *a = calloc(cap, sizeof(*a)), *b = calloc(cap, sizeof(*b));
+
+	if (!a || !b) {
+		free(a);
+		free(b);
+		return -1;
+	}
+	free(by_orig);
+	free(by_code);
+	by_orig = a;
+	by_code = b;
+	hcap = cap;
+	for (size_t i = 0; i < nvars; i++) {
+		put(by_orig, vars[i].orig, (uint32_t)i + 1);
+		put(by_code, vars[i].code, (uint32_t)i + 1);
+	}
+	return 0;
+}
+
+static int enroll(PyObject *orig, PyObject *code, uint32_t *probes, uint32_t n)
+{
+	if (nvars == vcap) {
+		size_t cap = vcap ? 2 * vcap : 1024;
+		struct variant *a = realloc(vars, cap * sizeof(*a));
+
+		if (!a)
+			return -1;
+		vars = a;
+		vcap = cap;
+	}
+	if (2 * (nvars + 1) > hcap && rehash(hcap ? 2 * hcap : 4096))
+		return -1;
+	vars[nvars] = (struct variant){ orig, code, probes, n };
+	nvars++;
+	put(by_orig, orig, (uint32_t)nvars);
+	put(by_code, code, (uint32_t)nvars);
+	return 0;
+}
+
+/* ---- the hot path ------------------------------------------------------ */
+
+/* The executed bytes of a code object, and how many. */
+static uint8_t *code_bytes(PyObject *code, Py_ssize_t *n)
+{
+	PyObject *b;
+
+	if (tab.minor >= 11) {	/* co_code_adaptive, inline (cpython/code.h) */
+		*n = 2 * OB_SIZE(code);
+		return (uint8_t *)code + code_basicsize;
+	}
+	b = SLOT(code, off_co_code);
+	*n = py->Bytes_Size(b);
+	return (uint8_t *)py->Bytes_AsString(b);
+}
+
+int cov_probes_variant(PyObject *code)
+{
+	PyObject *c;
+	Py_ssize_t n;
+
+	if (!hit || OB_TYPE(code) != py->CodeType)
+		return 0;
+	c = SLOT(code, off_co_consts);
+	n = OB_SIZE(c);
+	return n > 0 && TUPLE_ITEMS(c)[n - 1] == hit;
+}
+
+/* A variant's probe, which is NOP until it ran. */
+static int probe_at(const uint8_t *b, Py_ssize_t n, long off)
+{
+	uint8_t second;
+
+	if (off < 0 || off + 3 >= n || (off & 1) ||
+	    (b[off] != tab.nop && b[off] != tab.jump_fwd))
+		return 0;
+	second = b[off + 2];
+	return tab.minor >= 11 ? second == tab.push_null :
+	       second == tab.load_const || second == tab.ext;
+}
+
+static PyObject *none(void)
+{
+	py->IncRef(py->None);
+	return py->None;
+}
+
+/* hit(offset), from a probe: the line, once; the NOP becomes a jump. */
+static PyObject *on_hit(PyObject *self, PyObject *arg)
+{
+	PyFrameObject *frame;
+	PyObject *code;
+	long off = py->Long_AsLong(arg);
+	Py_ssize_t n;
+	uint8_t *b;
+
+	(void)self;
+	if (cov_collector_thread || !(frame = py->Eval_GetFrame())) {
+		py->Err_Clear();
+		return none();
+	}
+	code = py->Frame_GetCode(frame);
+	if (cov_probes_variant(code) && (b = code_bytes(code, &n)) && probe_at(b, n, off) &&
+	    b[off] == tab.nop) {
+		b[off] = tab.jump_fwd;
+		if (active) {
+			struct cov_file *f = cov_collect_file(code);
+
+			if (f && f->in_scope)
+				cov_store_mark(f, py->Code_Addr2Line(code, (int)off));
+		}
+	}
+	py->DecRef(code);
+	py->Err_Clear();
+	return none();
+}
+
+static struct py_methoddef hit_def = { "covinject_probe", (void *)on_hit, PY_METH_O, NULL };
+
+/* Every probe of every variant on (NOP) or off (JUMP_FORWARD). */
+static void set_probes(int on)
+{
+	for (size_t i = 0; i < nvars; i++) {
+		Py_ssize_t n;
+		uint8_t *b = vars[i].nprobes ? code_bytes(vars[i].code, &n) : NULL;
+
+		for (uint32_t k = 0; b && k < vars[i].nprobes; k++)
+			if (probe_at(b, n, vars[i].probes[k]))
+				b[vars[i].probes[k]] = on ? tab.nop : tab.jump_fwd;
+	}
+}
+
+/* ---- making a variant -------------------------------------------------- */
+
+static long int_attr(PyObject *o, const char *name)
+{
+	PyObject *v = py->Object_GetAttrString(o, name);
+	long r = v ? py->Long_AsLong(v) : -1;
+
+	if (v)
+		py->DecRef(v);
+	return r;
+}
+
+struct parts {
+	PyObject *bytes, *consts, *lines, *xtab;	/* borrowed from attributes */
+	long first, stack;
+};
+
+static const char *line_attr(void)
+{
+	return tab.minor == 9 ? "co_lnotab" : "co_linetable";
+}
+
+static int get_parts(PyObject *code, struct parts *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->bytes = py->Object_GetAttrString(code, "co_code");
+	p->consts = py->Object_GetAttrString(code, "co_consts");
+	p->lines = py->Object_GetAttrString(code, line_attr());
+	if (tab.minor >= 11)
+		p->xtab = py->Object_GetAttrString(code, "co_exceptiontable");
+	p->first = int_attr(code, "co_firstlineno");
+	p->stack = int_attr(code, "co_stacksize");
+	return p->bytes && p->consts && p->lines && (tab.minor < 11 || p->xtab) &&
+	       p->first >= 0 && p->stack >= 0 ? 0 : -1;
+}
+
+static void put_parts(struct parts *p)
+{
+	PyObject *o[] = { p->bytes, p->consts, p->lines, p->xtab };
+
+	for (size_t i = 0; i < 4; i++)
+		if (o[i])
+			py->DecRef(o[i]);
+}
+
+static int decode_lines(struct parts *p, struct cov_loc *locs, size_t n)
+{
+	const uint8_t *t = (const uint8_t *)py->Bytes_AsString(p->lines);
+	size_t len = (size_t)py->Bytes_Size(p->lines);
+
+	if (tab.minor == 9)
+		return cov_lnotab_decode(t, len, (int)p->first, locs, n);
+	if (tab.minor == 10)
+		return cov_linetable310_decode(t, len, (int)p->first, locs, n);
+	return cov_linetable311_decode(t, len, (int)p->first, locs, n);
+}
+
+static PyObject *bytes_of(uint8_t *b, size_t len)
+{
+	PyObject *o = b ? py->Bytes_FromStringAndSize((const char *)b, (Py_ssize_t)len) : NULL;
+
+	free(b);
+	return o;
+}
+
+static PyObject *encode_lines(struct cov_rewrite *r, long first)
+{
+	size_t len = 0;
+	uint8_t *b;
+
+	if (tab.minor == 9)
+		b = cov_lnotab_encode(r->out_locs, r->nout, (int)first, &len);
+	else if (tab.minor == 10)
+		b = cov_linetable310_encode(r->out_locs, r->nout, (int)first, &len);
+	else
+		b = cov_linetable311_encode(r->out_locs, r->nout, (int)first, &len);
+	return bytes_of(b, len);
+}
+
+static PyObject *encode_xtab(struct parts *p, struct cov_rewrite *r)
+{
+	const uint8_t *t = (const uint8_t *)py->Bytes_AsString(p->xtab);
+	size_t len = (size_t)py->Bytes_Size(p->xtab), max = len / 4 + 1;
+	struct cov_xentry *e = calloc(max, sizeof(*e));
+	int k = e ? cov_xtable_decode(t, len, e, max) : -1;
+	uint8_t *out = NULL;
+
+	for (int i = 0; i < k; i++)
+		if (e[i].start > r->n || e[i].end > r->n || e[i].target > r->n)
+			k = -1;
+	if (k >= 0)
+		out = cov_xtable_encode(e, (size_t)k, r->map, &len);
+	free(e);
+	return bytes_of(out, len);
+}
+
+static PyObject *instrument(PyObject *code, int depth);
+
+/* The variant's co_consts: nested code instrumented, each probe's offset,
+ * then hit, last: what tells a variant (cov_probes_variant). */
+static PyObject *new_consts(PyObject *consts, struct cov_rewrite *r, int depth)
+{
+	Py_ssize_t nc = py->Tuple_Size(consts);
+	PyObject *t = py->Tuple_New(nc + 1 + (Py_ssize_t)r->nprobes);
+
+	if (!t)
+		return NULL;
+	for (Py_ssize_t i = 0; i < nc; i++) {
+		PyObject *c = TUPLE_ITEMS(consts)[i];
+
+		if (OB_TYPE(c) == py->CodeType) {
+			TUPLE_ITEMS(t)[i] = instrument(c, depth + 1);
+		} else {
+			py->IncRef(c);
+			TUPLE_ITEMS(t)[i] = c;
+		}
+	}
+	py->IncRef(hit);
+	TUPLE_ITEMS(t)[nc + (Py_ssize_t)r->nprobes] = hit;
+	for (size_t k = 0; k < r->nprobes; k++)
+		if (!(TUPLE_ITEMS(t)[nc + k] = py->Long_FromLong(2 * (long)r->probes[k]))) {
+			py->DecRef(t);	/* a NULL item is allowed in tuple_dealloc */
+			return NULL;
+		}
+	return t;
+}
+
+static int kw(PyObject *d, const char *name, PyObject *v)
+{
+	int rc = v ? py->Dict_SetItemString(d, name, v) : -1;
+
+	if (v)
+		py->DecRef(v);
+	return rc;
+}
+
+/* code.replace(...) with the rewritten parts: the one constructor that
+ * is the same call on 3.9, 3.10 and 3.11. */
+static PyObject *replace(PyObject *code, struct parts *p, struct cov_rewrite *r, int depth)
+{
+	PyObject *d = py->Dict_New(), *args = py->Tuple_New(0), *meth = NULL, *v = NULL;
+
+	if (!d || !args ||
+	    kw(d, "co_code", py->Bytes_FromStringAndSize((const char *)r->out,
+							 (Py_ssize_t)(2 * r->nout))) ||
+	    kw(d, "co_consts", new_consts(p->consts, r, depth)) ||
+	    kw(d, "co_stacksize", py->Long_FromLong(p->stack + r->stack_growth)) ||
+	    kw(d, line_attr(), encode_lines(r, p->first)) ||
+	    (tab.minor >= 11 && kw(d, "co_exceptiontable", encode_xtab(p, r))))
+		goto out;
+	if ((meth = py->Object_GetAttrString(code, "replace")))
+		v = py->Object_Call(meth, args, d);
+out:
+	if (meth)
+		py->DecRef(meth);
+	if (args)
+		py->DecRef(args);
+	if (d)
+		py->DecRef(d);
+	return v;
+}
+
+static PyObject *make_variant(PyObject *code, int depth, uint32_t **probes,
+			      uint32_t *nprobes)
+{
+	struct parts p;
+	struct cov_rewrite r = { 0 };
+	struct cov_loc *locs = NULL;
+	PyObject *v = NULL;
+
+	if (get_parts(code, &p))
+		goto out;
+	r.code = (const uint8_t *)py->Bytes_AsString(p.bytes);
+	r.n = (size_t)py->Bytes_Size(p.bytes) / 2;
+	r.first_const = (uint32_t)py->Tuple_Size(p.consts);
+	if (!r.n || !(locs = malloc(r.n * sizeof(*locs))) || decode_lines(&p, locs, r.n))
+		goto out;
+	r.locs = locs;
+	if (cov_rewrite(&tab, &r))
+		goto out;
+	v = replace(code, &p, &r, depth);
+	if (v && (*probes = malloc((r.nprobes + 1) * sizeof(**probes)))) {
+		for (size_t k = 0; k < r.nprobes; k++)
+			(*probes)[k] = 2 * r.probes[k];
+		*nprobes = (uint32_t)r.nprobes;
+	} else if (v) {
+		py->DecRef(v);
+		v = NULL;
+	}
+	cov_rewrite_free(&r);
+out:
+	free(locs);
+	put_parts(&p);
+	py->Err_Clear();
+	return v;
+}
+
+/* The variant of code (a new reference), or code itself where it is not
+ * measured, is a variant, or cannot be instrumented. */
+static PyObject *instrument(PyObject *code, int depth)
+{
+	struct variant *e = find(by_orig, 0, code);
+	struct cov_file *f;
+	uint32_t *probes = NULL, n = 0;
+	PyObject *v;
+
+	if (e || (e = find(by_code, 1, code))) {
+		py->IncRef(e->code);
+		return e->code;
+	}
+	f = cov_collect_file(code);
+	if (depth > 100 || !f || !f->in_scope || cov_probes_variant(code) ||
+	    !(v = make_variant(code, depth, &probes, &n))) {
+		if (f && f->in_scope && depth <= 100 && !cov_probes_variant(code))
+			stats.failed++;
+		py->IncRef(code);
+		return code;
+	}
+	py->IncRef(code);
+	if (enroll(code, v, probes, n)) {
+		py->DecRef(code);
+		free(probes);
+	} else {
+		py->IncRef(v);	/* one for the registry, one for the caller */
+		stats.codes++;
+	}
+	return v;
+}
+
+/* ---- what code is running at start ------------------------------------- */
+
+/* Nested code in a running code object's co_consts: their variants, in
+ * place, so the functions it makes from now on are measured (E9). */
+static void swap_consts(PyObject *code)
+{
+	PyObject *t = SLOT(code, off_co_consts);
+
+	for (Py_ssize_t i = 0; i < OB_SIZE(t); i++) {
+		PyObject *c = TUPLE_ITEMS(t)[i], *v;
+
+		if (OB_TYPE(c) != py->CodeType || cov_probes_variant(c))
+			continue;
+		v = instrument(c, 1);
+		if (v == c || nslots == slot_cap) {
+			py->DecRef(v);
+			continue;
+		}
+		py->IncRef(t);
+		slots[nslots++] = (struct slot){ t, c, i };
+		TUPLE_ITEMS(t)[i] = v;	/* the tuple's reference to c is ours now */
+	}
+}
+
+static int measured(PyObject *code)
+{
+	struct cov_file *f = cov_collect_file(code);
+
+	return f && f->in_scope && !cov_probes_variant(code);
+}
+
+#define CO_GENERATOR_LIKE (0x20 | 0x80 | 0x200)	/* generator, coroutine, async */
+
+/* Frames on every stack but ours: watched if measured, and their code's
+ * nested code swapped.  Generators' frames are watched through the
+ * generator (gc_pass). */
+static void watch_stacks(void)
+{
+	PyThreadState *me = py->ThreadState_Get();
+
+	for (PyInterpreterState *in = py->InterpreterState_Head(); in;
+	     in = py->InterpreterState_Next(in))
+		for (PyThreadState *ts = py->InterpreterState_ThreadHead(in); ts;
+		     ts = py->ThreadState_Next(ts)) {
+			PyFrameObject *fr = ts == me ? NULL : py->ThreadState_GetFrame(ts), *back;
+
+			for (; fr; fr = back) {
+				PyObject *code = py->Frame_GetCode(fr);
+
+				if (measured(code)) {
+					swap_consts(code);
+					if (!(int_attr(code, "co_flags") & CO_GENERATOR_LIKE)) {
+						const void **a = realloc(frames, (nframes + 1) * sizeof(*a));
+
+						if (a) {
+							frames = a;
+							frames[nframes++] = fr;
+						}
+					}
+				}
+				py->DecRef(code);
+				back = py->Frame_GetBack(fr);
+				py->DecRef((PyObject *)fr);
+			}
+		}
+	py->Err_Clear();
+}
+
+static PyObject *gen_code(PyObject *g)
+{
+	static const char *const frame_attr[] = { "gi_frame", "cr_frame", "ag_frame" };
+	static const char *const code_attr[] = { "gi_code", "cr_code", "ag_code" };
+
+	for (int k = 0; k < 3; k++) {
+		PyObject *fr, *code;
+
+		if (OB_TYPE(g) != gen_types[k])
+			continue;
+		if (!(fr = py->Object_GetAttrString(g, frame_attr[k])))
+			return NULL;
+		py->DecRef(fr);
+		if (fr == py->None)
+			return NULL;	/* finished */
+		code = py->Object_GetAttrString(g, code_attr[k]);
+		return code;
+	}
+	return NULL;
+}
+
+/* A generator, coroutine or async generator that has not finished. */
+static void watch_gen(PyObject *g)
+{
+	PyObject *code = gen_code(g), *ref, **a;
+
+	if (code && measured(code) && (a = realloc(gens, (ngens + 1) * sizeof(*a))) &&
+	    (ref = py->Object_CallFunctionObjArgs(weakref_ref, g, NULL))) {
+		gens = a;
+		gens[ngens++] = ref;
+		swap_consts(code);
+	} else if (code && measured(code) && !cov_probes_variant(code)) {
+		stats.unwatched++;
+	}
+	if (code)
+		py->DecRef(code);
+	py->Err_Clear();
+}
+
+/* ---- the gc pass ------------------------------------------------------- */
+
+static void yield_gil(int keep_gil)
+{
+	PyThreadState *ts;
+
+	if (keep_gil || cov_exiting())
+		return;
+	ts = py->Eval_SaveThread();
+	usleep(500);
+	py->Eval_RestoreThread(ts);
+}
+
+/* Every function found by the gc, pointed at its variant (to_variant) or
+ * back at its original; with to_variant, generators are watched. */
+static void gc_pass(int to_variant, int keep_gil)
+{
+	PyObject *gc = py->Import_ImportModule("gc"), *all = NULL, **fns = NULL;
+	Py_ssize_t n, nf = 0;
+
+	if (!gc || !(all = py->Object_CallMethod(gc, "get_objects", NULL)) ||
+	    (n = py->List_Size(all)) < 0 || !(fns = malloc((size_t)(n + 1) * sizeof(*fns))))
+		goto out;
+	for (Py_ssize_t i = 0; i < n; i++) {
+		PyObject *o = py->List_GetItem(all, i);
+
+		if (OB_TYPE(o) == func_type) {
+			py->IncRef(o);
+			fns[nf++] = o;
+		} else if (to_variant) {
+			watch_gen(o);
+		}
+	}
+	py->DecRef(all);
+	all = NULL;
+	for (Py_ssize_t i = 0; i < nf; i++) {
+		PyObject *code = py->Object_GetAttrString(fns[i], "__code__"), *v = NULL;
+		struct variant *e;
+
+		if (code && to_variant)
+			v = instrument(code, 0);
+		else if (code && (e = find(by_code, 1, code)) && e->orig != code) {
+			v = e->orig;
+			py->IncRef(v);
+		}
+		if (v && v != code && py->Object_SetAttrString(fns[i], "__code__", v) == 0)
+			stats.functions += to_variant;
+		if (v)
+			py->DecRef(v);
+		if (code)
+			py->DecRef(code);
+		py->Err_Clear();
+		py->DecRef(fns[i]);
+		if (i % 512 == 511)
+			yield_gil(keep_gil || cov_exiting());
+		if (cov_exiting()) {
+			for (Py_ssize_t j = i + 1; j < nf; j++)
+				py->DecRef(fns[j]);
+			break;
+		}
+	}
+out:
+	free(fns);
+	if (all)
+		py->DecRef(all);
+	if (gc)
+		py->DecRef(gc);
+	py->Err_Clear();
+}
+
+/* ---- modules imported after start -------------------------------------- */
+
+/* _LoaderBasics.exec_module(self, module), ours: the original's steps
+ * (Lib/importlib/_bootstrap_external.py) with the variant of the code. */
+static PyObject *on_exec_module(PyObject *self, PyObject *args)
+{
+	PyObject *loader, *module, *name = NULL, *code = NULL, *v = NULL, *d, *r = NULL;
+
+	(void)self;
+	if (py->Tuple_Size(args) != 2)
+		return py->Object_Call(orig_exec, args, NULL);
+	loader = py->Tuple_GetItem(args, 0);
+	module = py->Tuple_GetItem(args, 1);
+	if (!(name = py->Object_GetAttrString(module, "__name__")) ||
+	    !(code = py->Object_CallMethod(loader, "get_code", "O", name)))
+		goto out;	/* its exception, as the original would raise */
+	if (code == py->None || OB_TYPE(code) != py->CodeType || !active) {
+		r = py->Object_Call(orig_exec, args, NULL);	/* its own error */
+		goto out;
+	}
+	v = instrument(code, 0);
+	if ((d = py->Object_GetAttrString(module, "__dict__"))) {
+		r = py->Object_CallFunctionObjArgs(call_removed, exec_fn, v, d, NULL);
+		py->DecRef(d);
+	}
+out:
+	if (v)
+		py->DecRef(v);
+	if (code)
+		py->DecRef(code);
+	if (name)
+		py->DecRef(name);
+	if (r) {
+		py->DecRef(r);
+		return none();
+	}
+	return NULL;
+}
+
+static struct py_methoddef exec_def = {
+	"exec_module", (void *)on_exec_module, PY_METH_VARARGS, NULL
+};
+
+static PyObject *module_attr(const char *mod, const char *name)
+{
+	PyObject *m = py->Import_ImportModule(mod), *v = NULL;
+
+	if (m) {
+		v = py->Object_GetAttrString(m, name);
+		py->DecRef(m);
+	}
+	return v;
+}
+
+static int hook_imports(void)
+{
+	PyObject *f;
+
+	if (!loader_cls && !(loader_cls = module_attr("_frozen_importlib_external",
+						      "_LoaderBasics")))
+		return -1;
+	if (!call_removed &&
+	    !(call_removed = module_attr("_frozen_importlib", "_call_with_frames_removed")))
+		return -1;
+	if (!exec_fn && !(exec_fn = module_attr("builtins", "exec")))
+		return -1;
+	if (!our_exec && (!(f = py->CFunction_NewEx(&exec_def, NULL, NULL)) ||
+			  !(our_exec = py->InstanceMethod_New(f))))
+		return -1;
+	if (!(orig_exec = py->Object_GetAttrString(loader_cls, "exec_module")))
+		return -1;
+	return py->Object_SetAttrString(loader_cls, "exec_module", our_exec);
+}
+
+/* cls.__dict__[name] (a new reference), not what getattr binds. */
+static PyObject *class_attr(PyObject *cls, const char *name)
+{
+	PyObject *d = py->Object_GetAttrString(cls, "__dict__"), *v = NULL;
+
+	if (d) {
+		v = py->Object_CallMethod(d, "get", "s", name);
+		py->DecRef(d);
+	}
+	return v;
+}
+
+/* The original back, unless the program replaced ours since. */
+static void unhook_imports(void)
+{
+	PyObject *now;
+
+	if (!orig_exec)
+		return;
+	now = class_attr(loader_cls, "exec_module");
+	if (now == our_exec)
+		py->Object_SetAttrString(loader_cls, "exec_module", orig_exec);
+	if (now)
+		py->DecRef(now);
+	py->DecRef(orig_exec);
+	orig_exec = NULL;
+	py->Err_Clear();
+}
+
+/* ---- start, sweep, stop ------------------------------------------------ */
+
+static long op_of(PyObject *map, const char *name)
+{
+	PyObject *v = py->Dict_GetItemString(map, name);	/* borrowed */
+	long n = v ? py->Long_AsLong(v) : -1;
+
+	return n >= 0 && n < 256 ? n : -1;
+}
+
+/* The opcodes a probe is made of, by name; argument and backward-jump
+ * flags; 3.11's cache units (_inline_cache_entries, a list by opcode). */
+static int name_ops(PyObject *mod, PyObject *map, long have_arg)
+{
+	static const char *const names[] = { "EXTENDED_ARG", "NOP", "JUMP_FORWARD",
+		"LOAD_CONST", "CALL_FUNCTION", "POP_TOP", "PUSH_NULL", "PRECALL",
+		"RESUME", "CALL" };
+	uint8_t *fields[] = { &tab.ext, &tab.nop, &tab.jump_fwd, &tab.load_const,
+		&tab.call, &tab.pop_top, &tab.push_null, &tab.precall, &tab.resume,
+		&tab.call };
+	PyObject *names_list = py->Object_GetAttrString(mod, "opname"), *caches;
+	int need = tab.minor >= 11 ? 10 : 6;
+
+	for (int k = 0; k < need; k++) {
+		long n = k == 4 && tab.minor >= 11 ? 0 : op_of(map, names[k]);
+
+		if (n < 0)
+			goto fail;
+		if (!(k == 4 && tab.minor >= 11))
+			*fields[k] = (uint8_t)n;
+	}
+	for (long op = 0; op < 256 && names_list; op++) {
+		const char *nm = py->Unicode_AsUTF8AndSize(py->List_GetItem(names_list, op), NULL);
+
+		if (op >= have_arg)
+			tab.flags[op] |= BC_HASARG;
+		if (nm && strstr(nm, "JUMP_BACKWARD"))
+			tab.flags[op] |= BC_BACK;
+		if (nm && tab.minor < 11 && (!strcmp(nm, "SETUP_FINALLY") ||
+			   !strcmp(nm, "SETUP_WITH") || !strcmp(nm, "SETUP_ASYNC_WITH")))
+			tab.flags[op] |= BC_HANDLER;
+	}
+	if (names_list)
+		py->DecRef(names_list);
+	if (tab.minor < 11)
+		return 0;
+	if (!(caches = py->Object_GetAttrString(mod, "_inline_cache_entries")))
+		return -1;
+	for (Py_ssize_t op = 0; op < 256 && op < py->List_Size(caches); op++) {
+		long c = py->Long_AsLong(py->List_GetItem(caches, op));
+
+		tab.caches[op] = c > 0 && c < 64 ? (uint8_t)c : 0;
+	}
+	py->DecRef(caches);
+	return 0;
+fail:
+	if (names_list)
+		py->DecRef(names_list);
+	return -1;
+}
+
+static int load_optab(void)
+{
+	PyObject *mod = py->Import_ImportModule("opcode"), *map = NULL;
+	static const char *const lists[] = { "hasjrel", "hasjabs" };
+	long have_arg;
+	int rc = -1;
+
+	memset(&tab, 0, sizeof(tab));
+	tab.minor = (py->hex >> 16) & 0xff;
+	if (!mod || !(map = py->Object_GetAttrString(mod, "opmap")) ||
+	    (have_arg = int_attr(mod, "HAVE_ARGUMENT")) <= 0)
+		goto out;
+	for (int k = 0; k < 2; k++) {
+		PyObject *l = py->Object_GetAttrString(mod, lists[k]);
+
+		for (Py_ssize_t i = 0; l && i < py->List_Size(l); i++) {
+			long op = py->Long_AsLong(py->List_GetItem(l, i));
+
+			if (op >= 0 && op < 256)
+				tab.flags[op] |= k ? BC_JABS : BC_JREL;
+		}
+		if (l)
+			py->DecRef(l);
+	}
+	rc = name_ops(mod, map, have_arg);
+out:
+	if (map)
+		py->DecRef(map);
+	if (mod)
+		py->DecRef(mod);
+	py->Err_Clear();
+	return rc;
+}
+
+static int load_types(void)
+{
+	static const char *const names[] = { "GeneratorType", "CoroutineType",
+					     "AsyncGeneratorType" };
+	PyObject *types = py->Import_ImportModule("types");
+
+	if (!types)
+		return -1;
+	func_type = py->Object_GetAttrString(types, "FunctionType");
+	for (int k = 0; k < 3; k++)
+		gen_types[k] = py->Object_GetAttrString(types, names[k]);
+	py->DecRef(types);
+	weakref_ref = module_attr("_weakref", "ref");
+	return func_type && gen_types[0] && gen_types[1] && gen_types[2] && weakref_ref ? 0 : -1;
+}
+
+static int prepare(char *err, size_t len)
+{
+	void **type = py->CodeType;
+
+	if (py->hex < 0x03090000 || py->hex >= 0x030c0000) {
+		snprintf(err, len, "--collector probe is for Python 3.9-3.11 (3.12 and "
+			 "later use sys.monitoring)");
+		return -1;
+	}
+	if (!py->Bytes_FromStringAndSize || !py->Eval_GetFrame || !py->Code_Addr2Line ||
+	    !py->InstanceMethod_New) {
+		snprintf(err, len, "the probe collector needs functions this Python lacks");
+		return -1;
+	}
+	off_co_consts = cov_member_offset(py->CodeType, "code", "co_consts");
+	off_co_code = cov_member_offset(py->CodeType, "code", "co_code");
+	code_basicsize = (Py_ssize_t)type[4];	/* tp_basicsize follows tp_name */
+	if (off_co_consts <= 0 || (py->hex < 0x030b0000 && off_co_code <= 0) ||
+	    load_optab() || (!func_type && load_types()) ||
+	    (!hit && !(hit = py->CFunction_NewEx(&hit_def, NULL, NULL)))) {
+		py->Err_Clear();
+		snprintf(err, len, "the probe collector does not know this Python's "
+			 "code objects");
+		return -1;
+	}
+	return 0;
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int cov_probes_start(struct pyapi *api, const struct cov_collect_opts *o,
+		     struct cov_collect_info *info, char *err, size_t len)
+{
+	int keep_gil = o->keep_gil;
+
+	py = api;
+	if (prepare(err, len))
+		return -1;
+	memset(&stats, 0, sizeof(stats));
+	slot_cap = 65536;
+	if (!slots && !(slots = calloc(slot_cap, sizeof(*slots)))) {
+		snprintf(err, len, "out of memory");
+		return -1;
+	}
+	active = 1;
+	if (hook_imports()) {
+		active = 0;
+		py->Err_Clear();
+		snprintf(err, len, "cannot hook importlib's exec_module");
+		return -1;
+	}
+	watch_stacks();
+	gc_pass(1, keep_gil);
+	if ((nframes || ngens) && cov_trace_start(py, info, err, len) == 0)
+		watching = 1;
+	watch_until_ns = o->watch_ms ? now_ns() + (int64_t)o->watch_ms * 1000000 : 0;
+	py->Err_Clear();
+	stats.watched = (uint32_t)(nframes + ngens);
+	return 0;
+}
+
+/* Is a watched frame still on some stack, a generator not done? */
+static void watch_sweep(void)
+{
+	size_t keep = 0, seen = 0;
+
+	for (PyInterpreterState *in = py->InterpreterState_Head(); in && nframes;
+	     in = py->InterpreterState_Next(in))
+		for (PyThreadState *ts = py->InterpreterState_ThreadHead(in); ts;
+		     ts = py->ThreadState_Next(ts)) {
+			PyFrameObject *fr = py->ThreadState_GetFrame(ts), *back;
+
+			for (; fr; fr = back) {
+				for (size_t i = seen; i < nframes; i++)
+					if (frames[i] == fr) {
+						frames[i] = frames[seen];
+						frames[seen++] = fr;
+						break;
+					}
+				back = py->Frame_GetBack(fr);
+				py->DecRef((PyObject *)fr);
+			}
+		}
+	nframes = seen;
+	for (size_t i = 0; i < ngens; i++) {
+		PyObject *g = py->Object_CallFunctionObjArgs(gens[i], NULL), *code;
+
+		code = g && g != py->None ? gen_code(g) : NULL;
+		if (code) {
+			gens[keep++] = gens[i];
+			py->DecRef(code);
+		} else {
+			py->DecRef(gens[i]);
+		}
+		if (g)
+			py->DecRef(g);
+	}
+	ngens = keep;
+	py->Err_Clear();
+}
+
+static void drop_watch(void)
+{
+	for (size_t i = 0; i < ngens; i++)
+		py->DecRef(gens[i]);
+	ngens = nframes = 0;
+	if (watching)
+		cov_trace_stop();
+	watching = 0;
+}
+
+void cov_probes_sweep(struct cov_sweep *out)
+{
+	if (!active)
+		return;
+	if (watching) {
+		watch_sweep();
+		if (nframes + ngens && watch_until_ns && now_ns() >= watch_until_ns) {
+			stats.unobserved = (uint32_t)(nframes + ngens);
+			stats.unobserved_ns = watch_until_ns;
+			drop_watch();
+		} else if (!nframes && !ngens) {
+			cov_trace_stop();
+			watching = 0;
+		} else {
+			cov_trace_sweep(out);
+		}
+	}
+	stats.watched = (uint32_t)(nframes + ngens);
+}
+
+void cov_probes_info(struct cov_probe_info *out)
+{
+	*out = stats;
+	out->watching = (uint32_t)watching;
+}
+
+void cov_probes_rearm(void)
+{
+	if (active)
+		set_probes(1);
+}
+
+void cov_probes_stop(void)
+{
+	if (!active)
+		return;
+	active = 0;
+	unhook_imports();
+	drop_watch();
+	if (!cov_exiting())
+		gc_pass(0, 1);
+	for (size_t i = nslots; i-- > 0;) {
+		PyObject *v = TUPLE_ITEMS(slots[i].tuple)[slots[i].i];
+
+		TUPLE_ITEMS(slots[i].tuple)[slots[i].i] = slots[i].orig;
+		py->DecRef(v);
+		py->DecRef(slots[i].tuple);
+	}
+	nslots = 0;
+	set_probes(0);
+	for (size_t i = 0; i < nvars; i++) {
+		py->DecRef(vars[i].orig);
+		py->DecRef(vars[i].code);
+		free(vars[i].probes);
+	}
+	nvars = 0;
+	if (hcap) {
+		memset(by_orig, 0, hcap * sizeof(*by_orig));
+		memset(by_code, 0, hcap * sizeof(*by_code));
+	}
+}

@@ -1,0 +1,24 @@
+/* probes.h - the probe collector of CPython 3.9-3.11 (payload/probes.c).
+ * Call with the GIL held. */
+#ifndef COVINJECT_PROBES_H
+#define COVINJECT_PROBES_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "collect.h"
+#include "cov_state.h"
+
+/* o->keep_gil: never give the GIL up in between (uWSGI without threads);
+ * o->watch_ms: how long frames running at start are watched, 0: while
+ * they run. */
+int cov_probes_start(struct pyapi *py, const struct cov_collect_opts *o,
+		     struct cov_collect_info *info, char *err, size_t len);
+void cov_probes_sweep(struct cov_sweep *out);
+void cov_probes_info(struct cov_probe_info *out);
+/* Every probe on again (reset, a forked child). */
+void cov_probes_rearm(void);
+void cov_probes_stop(void);
+/* Is code one of our variants?  (trace.c: their lines are the probes'.) */
+int cov_probes_variant(PyObject *code);
+
+#endif

@@ -1,0 +1,111 @@
+"""A target for the probe collector (start --collector probe, 3.9-3.11).
+
+Prints READY; then, one command per line on stdin:
+  call     runs the functions below and prints "DONE"
+  tb       prints the traceback of fails(), as one repr()'d line "TB ..."
+  check    prints "ORIG x y t": x = 1 if every function's __code__ is the
+           one it had at startup, y = 1 if importlib's exec_module is too,
+           t the trace function of this thread (None or its name)
+  import   imports late_mod (written next to this file by the test) and
+           calls its f(), then prints "DONE"
+  quit     exits
+"""
+import sys
+import traceback
+
+sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else ".")
+
+
+def square(x):
+    return x * x  # @call
+
+
+def branchy(x):
+    if x > 0:  # @call
+        return "pos"  # @call
+    return "neg"
+
+
+def make_adder(n):
+    def add(x):
+        return x + n  # @call
+    return add
+
+
+def gen(n):
+    for i in range(n):  # @call
+        yield i * 2  # @call
+
+
+class Box:
+    def __init__(self, v):
+        self.v = v  # @call
+
+    @property
+    def double(self):
+        return self.v * 2  # @call
+
+    @staticmethod
+    def static(x):
+        return x + 1  # @call
+
+
+ADD = make_adder(1)
+LAMBDAS = {"neg": lambda x: -x}  # @call
+FUNCS = [square, branchy, make_adder, gen, ADD, Box.__init__, Box.static,
+         Box.double.fget, LAMBDAS["neg"]]
+ORIG = [f.__code__ for f in FUNCS]
+
+
+def fails():
+    return {}["missing"] + len(  # @tb
+        "x")
+
+
+def tb():
+    try:
+        fails()
+    except KeyError:
+        return traceback.format_exc()
+
+
+def call():
+    square(3)
+    branchy(1)
+    ADD(2)
+    list(gen(2))
+    b = Box(4)
+    b.double
+    Box.static(1)
+    LAMBDAS["neg"](1)
+
+
+def check():
+    import importlib._bootstrap_external as ext
+    same = all(f.__code__ is c for f, c in zip(FUNCS, ORIG))
+    exe = ext._LoaderBasics.__dict__["exec_module"]
+    t = sys.gettrace()
+    print("ORIG %d %d %s" % (same, type(exe).__name__ == "function",
+                             None if t is None else getattr(t, "__name__", t)))
+
+
+def main():
+    print("READY")
+    for line in iter(sys.stdin.readline, ""):
+        cmd = line.strip()
+        if cmd == "call":
+            call()
+            print("DONE")
+        elif cmd == "tb":
+            print("TB %r" % tb())
+        elif cmd == "check":
+            check()
+        elif cmd == "import":
+            import late_mod
+            late_mod.f()
+            print("DONE")
+        elif cmd == "quit":
+            break
+
+
+main()
