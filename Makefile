@@ -37,7 +37,8 @@ CLI_OBJ := cli/main.o cli/start.o cli/control.o cli/tree.o cli/util.o \
 PAYLOAD_OBJ := payload/payload.o payload/pyapi.o payload/collect.o \
 	payload/store.o payload/writer.o payload/config.o payload/signals.o \
 	payload/hooks.o payload/modules.o payload/arcs.o payload/got.o payload/trace.o \
-	payload/interps.o payload/oldapi.o payload/probes.o payload/bytecode.o
+	payload/interps.o payload/oldapi.o payload/probes.o payload/variant.o \
+	payload/bytecode.o
 PAYLOAD := payload/covinject-payload.so
 UNIT_OBJ := test/unit.o
 

@@ -55,11 +55,12 @@ def module_source(n):
             "".join("    %s\n" % line for line in body))
 
 
-def generate(appdir, count):
+def generate(appdir, count, source=None):
+    """count modules mNNNN.py in appdir, of source(n) (module_source)."""
     os.makedirs(appdir, exist_ok=True)
     for n in range(count):
         with open(os.path.join(appdir, "m%04d.py" % n), "w") as f:
-            f.write(module_source(n))
+            f.write((source or module_source)(n))
 
 
 def number(line, index=1):

@@ -352,10 +352,16 @@ static void print_probes(const struct cov_state *s)
 		printf("; %u code objects could not be instrumented and are not "
 		       "measured", s->probe.failed);
 	printf(")\n");
-	if (s->probe.watching)
+	if (s->probe.passing)
+		printf("collector: trace function on every thread while functions are "
+		       "moved onto the probed code\n");
+	else if (s->probe.watching)
 		printf("collector: trace function on %u of %u threads, for %u frames "
 		       "that were running at start\n", s->threads_ours, s->threads_now,
 		       s->probe.watched);
+	else if (s->threads_now)
+		printf("collector: trace function on %u of %u threads of "
+		       "sub-interpreters\n", s->threads_ours, s->threads_now);
 	else if (!s->probe.unobserved)
 		printf("collector: no frame that was running at start runs any more "
 		       "(no trace function)\n");

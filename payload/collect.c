@@ -613,7 +613,13 @@ int cov_collect_start(struct pyapi *api, const struct cov_collect_opts *o,
 		probe_mode = 1;
 		return cov_probes_start(py, o, info, err, len);
 	}
-	return cov_trace_start(py, info, err, len);
+	return cov_trace_start(py, 1, info, err, len);
+}
+
+void cov_collect_pass(void)
+{
+	if (probe_mode)
+		cov_probes_pass();
 }
 
 int cov_collect_snapshot(struct cov_snap *s)

@@ -46,7 +46,7 @@ struct cov_probe_info {
 	uint32_t watching;	/* the trace function runs for them */
 	uint32_t unobserved;	/* of them, no longer observed: the watch
 				 * window ended before they did */
-	uint32_t pad;
+	uint32_t passing;	/* moving functions onto variants, after start */
 	int64_t unobserved_ns;	/* CLOCK_REALTIME: since when, or 0 */
 };
 

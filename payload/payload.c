@@ -698,6 +698,27 @@ static int scope_init(char *err, size_t len)
 	return sources_init(err, len);
 }
 
+static void publish_probes(void);
+
+/* --collector probe: functions onto their variants, after start returned
+ * (the trace function collects meanwhile); with gil_at_requests, setup
+ * did it in its own hold. */
+static void probe_pass(void)
+{
+	int gil;
+
+	if (!cov_cfg.probes || cov_cfg.gil_at_requests || is_exiting())
+		return;
+	gil = gil_take();
+	if (!is_exiting()) {
+		cov_collect_pass();
+		cov_state_begin();
+		publish_probes();
+		cov_state_end();
+	}
+	gil_give(gil);
+}
+
 /* The import context, one module per hold of the GIL (modules.c); with
  * gil_at_requests, setup did it in its own hold. */
 static void import_lines(void)
@@ -999,6 +1020,7 @@ static void *payload_main(void *arg)
 			return NULL;
 		}
 		set_phase(COV_COLLECTING);
+		probe_pass();
 		import_lines();
 	}
 	for (;;) {

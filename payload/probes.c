@@ -25,7 +25,10 @@
  * generator.  While an in-scope one lives ("watched"), the trace function
  * of trace.c runs too, in every thread as before, and tells variants'
  * frames not to send it line events (f_trace_lines = 0): their lines are
- * the probes'.  The sweep ends the watch when every watched frame is gone.
+ * the probes'.  The sweep ends the watch when every watched frame is gone
+ * or the watch window is over.  Nor can it reach sub-interpreters (each
+ * has its own gc and importlib): their threads keep the trace function
+ * all along (trace.c, skip_main).
  *
  * stop points every function back at its original, puts the co_consts
  * slots back, restores exec_module and turns every probe off, so a frame
@@ -46,9 +49,10 @@
 #include "payload.h"
 #include "probes.h"
 #include "trace.h"
+#include "variant.h"
 
 static struct pyapi *py;
-static struct cov_optab tab;
+static const struct cov_optab *tab;
 static PyObject *hit;			/* our probe function, never freed */
 static PyObject *func_type, *gen_types[3];
 static PyObject *loader_cls, *orig_exec, *our_exec, *call_removed, *exec_fn;
@@ -92,6 +96,8 @@ static size_t nframes;
 static PyObject **gens;
 static size_t ngens;
 static int watching;
+static int passing;			/* between start and the end of the pass */
+static int keep_gil;			/* never give the GIL up (uWSGI without threads) */
 static int64_t watch_until_ns;		/* the watch window's end, 0: none */
 static struct cov_probe_info stats;
 
@@ -172,7 +178,7 @@ static uint8_t *code_bytes(PyObject *code, Py_ssize_t *n)
 {
 	PyObject *b;
 
-	if (tab.minor >= 11) {	/* co_code_adaptive, inline (cpython/code.h) */
+	if (tab->minor >= 11) {	/* co_code_adaptive, inline (cpython/code.h) */
 		*n = 2 * OB_SIZE(code);
 		return (uint8_t *)code + code_basicsize;
 	}
@@ -199,11 +205,11 @@ static int probe_at(const uint8_t *b, Py_ssize_t n, long off)
 	uint8_t second;
 
 	if (off < 0 || off + 3 >= n || (off & 1) ||
-	    (b[off] != tab.nop && b[off] != tab.jump_fwd))
+	    (b[off] != tab->nop && b[off] != tab->jump_fwd))
 		return 0;
 	second = b[off + 2];
-	return tab.minor >= 11 ? second == tab.push_null :
-	       second == tab.load_const || second == tab.ext;
+	return tab->minor >= 11 ? second == tab->push_null :
+	       second == tab->load_const || second == tab->ext;
 }
 
 static PyObject *none(void)
@@ -228,8 +234,8 @@ static PyObject *on_hit(PyObject *self, PyObject *arg)
 	}
 	code = py->Frame_GetCode(frame);
 	if (cov_probes_variant(code) && (b = code_bytes(code, &n)) && probe_at(b, n, off) &&
-	    b[off] == tab.nop) {
-		b[off] = tab.jump_fwd;
+	    b[off] == tab->nop) {
+		b[off] = tab->jump_fwd;
 		if (active) {
 			struct cov_file *f = cov_collect_file(code);
 
@@ -253,205 +259,8 @@ static void set_probes(int on)
 
 		for (uint32_t k = 0; b && k < vars[i].nprobes; k++)
 			if (probe_at(b, n, vars[i].probes[k]))
-				b[vars[i].probes[k]] = on ? tab.nop : tab.jump_fwd;
+				b[vars[i].probes[k]] = on ? tab->nop : tab->jump_fwd;
 	}
-}
-
-/* ---- making a variant -------------------------------------------------- */
-
-static long int_attr(PyObject *o, const char *name)
-{
-	PyObject *v = py->Object_GetAttrString(o, name);
-	long r = v ? py->Long_AsLong(v) : -1;
-
-	if (v)
-		py->DecRef(v);
-	return r;
-}
-
-struct parts {
-	PyObject *bytes, *consts, *lines, *xtab;	/* borrowed from attributes */
-	long first, stack;
-};
-
-static const char *line_attr(void)
-{
-	return tab.minor == 9 ? "co_lnotab" : "co_linetable";
-}
-
-static int get_parts(PyObject *code, struct parts *p)
-{
-	memset(p, 0, sizeof(*p));
-	p->bytes = py->Object_GetAttrString(code, "co_code");
-	p->consts = py->Object_GetAttrString(code, "co_consts");
-	p->lines = py->Object_GetAttrString(code, line_attr());
-	if (tab.minor >= 11)
-		p->xtab = py->Object_GetAttrString(code, "co_exceptiontable");
-	p->first = int_attr(code, "co_firstlineno");
-	p->stack = int_attr(code, "co_stacksize");
-	return p->bytes && p->consts && p->lines && (tab.minor < 11 || p->xtab) &&
-	       p->first >= 0 && p->stack >= 0 ? 0 : -1;
-}
-
-static void put_parts(struct parts *p)
-{
-	PyObject *o[] = { p->bytes, p->consts, p->lines, p->xtab };
-
-	for (size_t i = 0; i < 4; i++)
-		if (o[i])
-			py->DecRef(o[i]);
-}
-
-static int decode_lines(struct parts *p, struct cov_loc *locs, size_t n)
-{
-	const uint8_t *t = (const uint8_t *)py->Bytes_AsString(p->lines);
-	size_t len = (size_t)py->Bytes_Size(p->lines);
-
-	if (tab.minor == 9)
-		return cov_lnotab_decode(t, len, (int)p->first, locs, n);
-	if (tab.minor == 10)
-		return cov_linetable310_decode(t, len, (int)p->first, locs, n);
-	return cov_linetable311_decode(t, len, (int)p->first, locs, n);
-}
-
-static PyObject *bytes_of(uint8_t *b, size_t len)
-{
-	PyObject *o = b ? py->Bytes_FromStringAndSize((const char *)b, (Py_ssize_t)len) : NULL;
-
-	free(b);
-	return o;
-}
-
-static PyObject *encode_lines(struct cov_rewrite *r, long first)
-{
-	size_t len = 0;
-	uint8_t *b;
-
-	if (tab.minor == 9)
-		b = cov_lnotab_encode(r->out_locs, r->nout, (int)first, &len);
-	else if (tab.minor == 10)
-		b = cov_linetable310_encode(r->out_locs, r->nout, (int)first, &len);
-	else
-		b = cov_linetable311_encode(r->out_locs, r->nout, (int)first, &len);
-	return bytes_of(b, len);
-}
-
-static PyObject *encode_xtab(struct parts *p, struct cov_rewrite *r)
-{
-	const uint8_t *t = (const uint8_t *)py->Bytes_AsString(p->xtab);
-	size_t len = (size_t)py->Bytes_Size(p->xtab), max = len / 4 + 1;
-	struct cov_xentry *e = calloc(max, sizeof(*e));
-	int k = e ? cov_xtable_decode(t, len, e, max) : -1;
-	uint8_t *out = NULL;
-
-	for (int i = 0; i < k; i++)
-		if (e[i].start > r->n || e[i].end > r->n || e[i].target > r->n)
-			k = -1;
-	if (k >= 0)
-		out = cov_xtable_encode(e, (size_t)k, r->map, &len);
-	free(e);
-	return bytes_of(out, len);
-}
-
-static PyObject *instrument(PyObject *code, int depth);
-
-/* The variant's co_consts: nested code instrumented, each probe's offset,
- * then hit, last: what tells a variant (cov_probes_variant). */
-static PyObject *new_consts(PyObject *consts, struct cov_rewrite *r, int depth)
-{
-	Py_ssize_t nc = py->Tuple_Size(consts);
-	PyObject *t = py->Tuple_New(nc + 1 + (Py_ssize_t)r->nprobes);
-
-	if (!t)
-		return NULL;
-	for (Py_ssize_t i = 0; i < nc; i++) {
-		PyObject *c = TUPLE_ITEMS(consts)[i];
-
-		if (OB_TYPE(c) == py->CodeType) {
-			TUPLE_ITEMS(t)[i] = instrument(c, depth + 1);
-		} else {
-			py->IncRef(c);
-			TUPLE_ITEMS(t)[i] = c;
-		}
-	}
-	py->IncRef(hit);
-	TUPLE_ITEMS(t)[nc + (Py_ssize_t)r->nprobes] = hit;
-	for (size_t k = 0; k < r->nprobes; k++)
-		if (!(TUPLE_ITEMS(t)[nc + k] = py->Long_FromLong(2 * (long)r->probes[k]))) {
-			py->DecRef(t);	/* a NULL item is allowed in tuple_dealloc */
-			return NULL;
-		}
-	return t;
-}
-
-static int kw(PyObject *d, const char *name, PyObject *v)
-{
-	int rc = v ? py->Dict_SetItemString(d, name, v) : -1;
-
-	if (v)
-		py->DecRef(v);
-	return rc;
-}
-
-/* code.replace(...) with the rewritten parts: the one constructor that
- * is the same call on 3.9, 3.10 and 3.11. */
-static PyObject *replace(PyObject *code, struct parts *p, struct cov_rewrite *r, int depth)
-{
-	PyObject *d = py->Dict_New(), *args = py->Tuple_New(0), *meth = NULL, *v = NULL;
-
-	if (!d || !args ||
-	    kw(d, "co_code", py->Bytes_FromStringAndSize((const char *)r->out,
-							 (Py_ssize_t)(2 * r->nout))) ||
-	    kw(d, "co_consts", new_consts(p->consts, r, depth)) ||
-	    kw(d, "co_stacksize", py->Long_FromLong(p->stack + r->stack_growth)) ||
-	    kw(d, line_attr(), encode_lines(r, p->first)) ||
-	    (tab.minor >= 11 && kw(d, "co_exceptiontable", encode_xtab(p, r))))
-		goto out;
-	if ((meth = py->Object_GetAttrString(code, "replace")))
-		v = py->Object_Call(meth, args, d);
-out:
-	if (meth)
-		py->DecRef(meth);
-	if (args)
-		py->DecRef(args);
-	if (d)
-		py->DecRef(d);
-	return v;
-}
-
-static PyObject *make_variant(PyObject *code, int depth, uint32_t **probes,
-			      uint32_t *nprobes)
-{
-	struct parts p;
-	struct cov_rewrite r = { 0 };
-	struct cov_loc *locs = NULL;
-	PyObject *v = NULL;
-
-	if (get_parts(code, &p))
-		goto out;
-	r.code = (const uint8_t *)py->Bytes_AsString(p.bytes);
-	r.n = (size_t)py->Bytes_Size(p.bytes) / 2;
-	r.first_const = (uint32_t)py->Tuple_Size(p.consts);
-	if (!r.n || !(locs = malloc(r.n * sizeof(*locs))) || decode_lines(&p, locs, r.n))
-		goto out;
-	r.locs = locs;
-	if (cov_rewrite(&tab, &r))
-		goto out;
-	v = replace(code, &p, &r, depth);
-	if (v && (*probes = malloc((r.nprobes + 1) * sizeof(**probes)))) {
-		for (size_t k = 0; k < r.nprobes; k++)
-			(*probes)[k] = 2 * r.probes[k];
-		*nprobes = (uint32_t)r.nprobes;
-	} else if (v) {
-		py->DecRef(v);
-		v = NULL;
-	}
-	cov_rewrite_free(&r);
-out:
-	free(locs);
-	put_parts(&p);
-	py->Err_Clear();
-	return v;
 }
 
 /* The variant of code (a new reference), or code itself where it is not
@@ -469,7 +278,7 @@ static PyObject *instrument(PyObject *code, int depth)
 	}
 	f = cov_collect_file(code);
 	if (depth > 100 || !f || !f->in_scope || cov_probes_variant(code) ||
-	    !(v = make_variant(code, depth, &probes, &n))) {
+	    !(v = cov_variant_make(code, depth, instrument, &probes, &n))) {
 		if (f && f->in_scope && depth <= 100 && !cov_probes_variant(code))
 			stats.failed++;
 		py->IncRef(code);
@@ -537,7 +346,7 @@ static void watch_stacks(void)
 
 				if (measured(code)) {
 					swap_consts(code);
-					if (!(int_attr(code, "co_flags") & CO_GENERATOR_LIKE)) {
+					if (!(cov_int_attr(code, "co_flags") & CO_GENERATOR_LIKE)) {
 						const void **a = realloc(frames, (nframes + 1) * sizeof(*a));
 
 						if (a) {
@@ -595,23 +404,36 @@ static void watch_gen(PyObject *g)
 
 /* ---- the gc pass ------------------------------------------------------- */
 
-static void yield_gil(int keep_gil)
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Every ~2 ms of work, the GIL is given up for 0.5 ms: long enough for
+ * a waiting thread to take it (modules.c reasons the same way). */
+static void yield_gil(int hold, int64_t *since)
 {
 	PyThreadState *ts;
+	int64_t now = now_ns();
 
-	if (keep_gil || cov_exiting())
+	if (hold || cov_exiting() || now - *since < 2000000)
 		return;
 	ts = py->Eval_SaveThread();
 	usleep(500);
 	py->Eval_RestoreThread(ts);
+	*since = now_ns();
 }
 
 /* Every function found by the gc, pointed at its variant (to_variant) or
  * back at its original; with to_variant, generators are watched. */
-static void gc_pass(int to_variant, int keep_gil)
+static void gc_pass(int to_variant, int hold)
 {
 	PyObject *gc = py->Import_ImportModule("gc"), *all = NULL, **fns = NULL;
 	Py_ssize_t n, nf = 0;
+	int64_t since = now_ns();
 
 	if (!gc || !(all = py->Object_CallMethod(gc, "get_objects", NULL)) ||
 	    (n = py->List_Size(all)) < 0 || !(fns = malloc((size_t)(n + 1) * sizeof(*fns))))
@@ -646,8 +468,7 @@ static void gc_pass(int to_variant, int keep_gil)
 			py->DecRef(code);
 		py->Err_Clear();
 		py->DecRef(fns[i]);
-		if (i % 512 == 511)
-			yield_gil(keep_gil || cov_exiting());
+		yield_gil(hold, &since);
 		if (cov_exiting()) {
 			for (Py_ssize_t j = i + 1; j < nf; j++)
 				py->DecRef(fns[j]);
@@ -768,99 +589,6 @@ static void unhook_imports(void)
 
 /* ---- start, sweep, stop ------------------------------------------------ */
 
-static long op_of(PyObject *map, const char *name)
-{
-	PyObject *v = py->Dict_GetItemString(map, name);	/* borrowed */
-	long n = v ? py->Long_AsLong(v) : -1;
-
-	return n >= 0 && n < 256 ? n : -1;
-}
-
-/* The opcodes a probe is made of, by name; argument and backward-jump
- * flags; 3.11's cache units (_inline_cache_entries, a list by opcode). */
-static int name_ops(PyObject *mod, PyObject *map, long have_arg)
-{
-	static const char *const names[] = { "EXTENDED_ARG", "NOP", "JUMP_FORWARD",
-		"LOAD_CONST", "CALL_FUNCTION", "POP_TOP", "PUSH_NULL", "PRECALL",
-		"RESUME", "CALL" };
-	uint8_t *fields[] = { &tab.ext, &tab.nop, &tab.jump_fwd, &tab.load_const,
-		&tab.call, &tab.pop_top, &tab.push_null, &tab.precall, &tab.resume,
-		&tab.call };
-	PyObject *names_list = py->Object_GetAttrString(mod, "opname"), *caches;
-	int need = tab.minor >= 11 ? 10 : 6;
-
-	for (int k = 0; k < need; k++) {
-		long n = k == 4 && tab.minor >= 11 ? 0 : op_of(map, names[k]);
-
-		if (n < 0)
-			goto fail;
-		if (!(k == 4 && tab.minor >= 11))
-			*fields[k] = (uint8_t)n;
-	}
-	for (long op = 0; op < 256 && names_list; op++) {
-		const char *nm = py->Unicode_AsUTF8AndSize(py->List_GetItem(names_list, op), NULL);
-
-		if (op >= have_arg)
-			tab.flags[op] |= BC_HASARG;
-		if (nm && strstr(nm, "JUMP_BACKWARD"))
-			tab.flags[op] |= BC_BACK;
-		if (nm && tab.minor < 11 && (!strcmp(nm, "SETUP_FINALLY") ||
-			   !strcmp(nm, "SETUP_WITH") || !strcmp(nm, "SETUP_ASYNC_WITH")))
-			tab.flags[op] |= BC_HANDLER;
-	}
-	if (names_list)
-		py->DecRef(names_list);
-	if (tab.minor < 11)
-		return 0;
-	if (!(caches = py->Object_GetAttrString(mod, "_inline_cache_entries")))
-		return -1;
-	for (Py_ssize_t op = 0; op < 256 && op < py->List_Size(caches); op++) {
-		long c = py->Long_AsLong(py->List_GetItem(caches, op));
-
-		tab.caches[op] = c > 0 && c < 64 ? (uint8_t)c : 0;
-	}
-	py->DecRef(caches);
-	return 0;
-fail:
-	if (names_list)
-		py->DecRef(names_list);
-	return -1;
-}
-
-static int load_optab(void)
-{
-	PyObject *mod = py->Import_ImportModule("opcode"), *map = NULL;
-	static const char *const lists[] = { "hasjrel", "hasjabs" };
-	long have_arg;
-	int rc = -1;
-
-	memset(&tab, 0, sizeof(tab));
-	tab.minor = (py->hex >> 16) & 0xff;
-	if (!mod || !(map = py->Object_GetAttrString(mod, "opmap")) ||
-	    (have_arg = int_attr(mod, "HAVE_ARGUMENT")) <= 0)
-		goto out;
-	for (int k = 0; k < 2; k++) {
-		PyObject *l = py->Object_GetAttrString(mod, lists[k]);
-
-		for (Py_ssize_t i = 0; l && i < py->List_Size(l); i++) {
-			long op = py->Long_AsLong(py->List_GetItem(l, i));
-
-			if (op >= 0 && op < 256)
-				tab.flags[op] |= k ? BC_JABS : BC_JREL;
-		}
-		if (l)
-			py->DecRef(l);
-	}
-	rc = name_ops(mod, map, have_arg);
-out:
-	if (map)
-		py->DecRef(map);
-	if (mod)
-		py->DecRef(mod);
-	py->Err_Clear();
-	return rc;
-}
-
 static int load_types(void)
 {
 	static const char *const names[] = { "GeneratorType", "CoroutineType",
@@ -887,7 +615,8 @@ static int prepare(char *err, size_t len)
 		return -1;
 	}
 	if (!py->Bytes_FromStringAndSize || !py->Eval_GetFrame || !py->Code_Addr2Line ||
-	    !py->InstanceMethod_New) {
+	    !py->InstanceMethod_New || !py->Object_GC_UnTrack ||
+	    !py->ThreadState_GetInterpreter) {
 		snprintf(err, len, "the probe collector needs functions this Python lacks");
 		return -1;
 	}
@@ -895,8 +624,8 @@ static int prepare(char *err, size_t len)
 	off_co_code = cov_member_offset(py->CodeType, "code", "co_code");
 	code_basicsize = (Py_ssize_t)type[4];	/* tp_basicsize follows tp_name */
 	if (off_co_consts <= 0 || (py->hex < 0x030b0000 && off_co_code <= 0) ||
-	    load_optab() || (!func_type && load_types()) ||
-	    (!hit && !(hit = py->CFunction_NewEx(&hit_def, NULL, NULL)))) {
+	    (!hit && !(hit = py->CFunction_NewEx(&hit_def, NULL, NULL))) ||
+	    cov_variant_init(py, hit, &tab) || (!func_type && load_types())) {
 		py->Err_Clear();
 		snprintf(err, len, "the probe collector does not know this Python's "
 			 "code objects");
@@ -905,20 +634,11 @@ static int prepare(char *err, size_t len)
 	return 0;
 }
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 int cov_probes_start(struct pyapi *api, const struct cov_collect_opts *o,
 		     struct cov_collect_info *info, char *err, size_t len)
 {
-	int keep_gil = o->keep_gil;
-
 	py = api;
+	keep_gil = o->keep_gil;
 	if (prepare(err, len))
 		return -1;
 	memset(&stats, 0, sizeof(stats));
@@ -935,13 +655,37 @@ int cov_probes_start(struct pyapi *api, const struct cov_collect_opts *o,
 		return -1;
 	}
 	watch_stacks();
-	gc_pass(1, keep_gil);
-	if ((nframes || ngens) && cov_trace_start(py, info, err, len) == 0)
-		watching = 1;
+	/* The trace function on every thread until the pass has moved every
+	 * function (cov_probes_pass), then for the frames from start only,
+	 * if any; all along for sub-interpreters, whose functions and imports
+	 * the pass cannot reach (each has its own gc and importlib). */
+	if (cov_trace_start(py, 1, info, err, len)) {
+		cov_probes_stop();
+		return -1;
+	}
+	passing = 1;
+	if (keep_gil)
+		cov_probes_pass();
 	watch_until_ns = o->watch_ms ? now_ns() + (int64_t)o->watch_ms * 1000000 : 0;
 	py->Err_Clear();
 	stats.watched = (uint32_t)(nframes + ngens);
 	return 0;
+}
+
+/* After start returned, on the payload thread (keep_gil: in start's own
+ * hold): every function found by the gc onto its variant, with the GIL
+ * given up every ~2 ms (keep_gil: never); then the main interpreter's
+ * threads keep the trace function only for frames from start. */
+void cov_probes_pass(void)
+{
+	if (!active || !passing)
+		return;
+	gc_pass(1, keep_gil);
+	passing = 0;
+	watching = nframes || ngens;
+	if (!watching)
+		cov_trace_release_main();
+	stats.watched = (uint32_t)(nframes + ngens);
 }
 
 /* Is a watched frame still on some stack, a generator not done? */
@@ -984,13 +728,15 @@ static void watch_sweep(void)
 	py->Err_Clear();
 }
 
+/* No frame from start is watched any more: the main interpreter's
+ * threads lose the trace function. */
 static void drop_watch(void)
 {
 	for (size_t i = 0; i < ngens; i++)
 		py->DecRef(gens[i]);
 	ngens = nframes = 0;
 	if (watching)
-		cov_trace_stop();
+		cov_trace_release_main();
 	watching = 0;
 }
 
@@ -1003,14 +749,11 @@ void cov_probes_sweep(struct cov_sweep *out)
 		if (nframes + ngens && watch_until_ns && now_ns() >= watch_until_ns) {
 			stats.unobserved = (uint32_t)(nframes + ngens);
 			stats.unobserved_ns = watch_until_ns;
-			drop_watch();
-		} else if (!nframes && !ngens) {
-			cov_trace_stop();
-			watching = 0;
-		} else {
-			cov_trace_sweep(out);
 		}
+		if (!(nframes + ngens) || stats.unobserved)
+			drop_watch();
 	}
+	cov_trace_sweep(out);
 	stats.watched = (uint32_t)(nframes + ngens);
 }
 
@@ -1018,6 +761,7 @@ void cov_probes_info(struct cov_probe_info *out)
 {
 	*out = stats;
 	out->watching = (uint32_t)watching;
+	out->passing = (uint32_t)passing;
 }
 
 void cov_probes_rearm(void)
@@ -1032,9 +776,9 @@ void cov_probes_stop(void)
 		return;
 	active = 0;
 	unhook_imports();
+	passing = 0;
 	drop_watch();
-	if (!cov_exiting())
-		gc_pass(0, 1);
+	cov_trace_stop();
 	for (size_t i = nslots; i-- > 0;) {
 		PyObject *v = TUPLE_ITEMS(slots[i].tuple)[slots[i].i];
 
@@ -1043,7 +787,13 @@ void cov_probes_stop(void)
 		py->DecRef(slots[i].tuple);
 	}
 	nslots = 0;
-	set_probes(0);
+	set_probes(0);	/* what still runs a variant records nothing now */
+	/* Every function back on its original, giving the GIL up as it goes;
+	 * then, in one hold, those a variant made meanwhile. */
+	if (!cov_exiting())
+		gc_pass(0, keep_gil);
+	if (!cov_exiting() && !keep_gil)
+		gc_pass(0, 1);
 	for (size_t i = 0; i < nvars; i++) {
 		py->DecRef(vars[i].orig);
 		py->DecRef(vars[i].code);

@@ -122,6 +122,8 @@ static const struct sym py_syms[] = {
 	OPT(Eval_GetFrame, "PyEval_GetFrame"),
 	OPT(Code_Addr2Line, "PyCode_Addr2Line"),
 	OPT(InstanceMethod_New, "PyInstanceMethod_New"),
+	OPT(ThreadState_GetInterpreter, "PyThreadState_GetInterpreter"),
+	OPT(Object_GC_UnTrack, "PyObject_GC_UnTrack"),
 	F(None, "_Py_NoneStruct"),
 	F(CodeType, "PyCode_Type"),
 	F(FrameType, "PyFrame_Type"),

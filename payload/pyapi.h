@@ -146,6 +146,8 @@ struct pyapi {
 	PyFrameObject *(*Eval_GetFrame)(void);			/* borrowed */
 	int (*Code_Addr2Line)(PyObject *, int);
 	PyObject *(*InstanceMethod_New)(PyObject *);
+	PyInterpreterState *(*ThreadState_GetInterpreter)(PyThreadState *);	/* 3.9+ */
+	void (*Object_GC_UnTrack)(void *);
 	PyObject *None;
 	void *CodeType, *FrameType;
 	/* Offsets found at run time in the types' tp_members. */

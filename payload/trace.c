@@ -53,6 +53,9 @@ static PyObject *tracer;		/* our trace object: sys.gettrace() */
 static PyObject *prev_thread_hook;	/* threading._trace_hook before us */
 static int hook_set;			/* we called threading.settrace */
 static int active;			/* between trace_start and trace_stop */
+/* --collector probe: the main interpreter's threads are not ours to trace
+ * (their code is probed), only sub-interpreters' (probes.c). */
+static int skip_main;
 /* Offsets found at run time: PyThreadState c_tracefunc, c_traceobj,
  * native_thread_id; PyFrameObject f_trace (0: not probed yet). */
 static Py_ssize_t off_func = -1, off_obj = -1, off_tid = -1, off_f_trace;
@@ -262,6 +265,13 @@ static PyThreadState *walk_next(struct walk *w)
 	for (struct walk w = { py->InterpreterState_Head(), NULL }; \
 	     (ts = walk_next(&w)) != NULL;)
 
+/* A thread state the tracer is not for (skip_main). */
+static int excluded(PyThreadState *ts)
+{
+	return skip_main && py->ThreadState_GetInterpreter &&
+	       py->ThreadState_GetInterpreter(ts) == py->InterpreterState_Main();
+}
+
 static struct seen *met(unsigned long long id)
 {
 	for (size_t i = 0; i < nseen; i++)
@@ -401,7 +411,7 @@ void cov_trace_sweep(struct cov_sweep *out)
 	EACH_TSTATE(w, ts) {
 		const struct seen *prev;
 
-		if (ts == me || n >= seen_cap)
+		if (ts == me || n >= seen_cap || excluded(ts))
 			continue;	/* (a thread made since the count: next time) */
 		s = &next_seen[n++];
 		s->id = py->ThreadState_GetID(ts);
@@ -428,7 +438,7 @@ void cov_trace_new_thread(void)
 	PyThreadState *ts;
 
 	if (!active || off_func < 0 || hook_lost_ns || !(ts = py->ThreadState_Get()) ||
-	    SLOT(ts, off_func, void *))
+	    SLOT(ts, off_func, void *) || excluded(ts))
 		return;
 	if (py->Eval_SetTraceTs(ts, on_trace, tracer))
 		py->Err_Clear();
@@ -447,7 +457,7 @@ void cov_trace_acquired(void)
 	PyThreadState *ts;
 
 	if (!active || off_func < 0 || hook_lost_ns || !(ts = py->ThreadState_Get()) ||
-	    SLOT(ts, off_func, void *) || met(py->ThreadState_GetID(ts)))
+	    SLOT(ts, off_func, void *) || met(py->ThreadState_GetID(ts)) || excluded(ts))
 		return;
 	if (py->Eval_SetTraceTs(ts, on_trace, tracer))
 		py->Err_Clear();
@@ -480,12 +490,13 @@ static void set_thread_hook(void)
 	py->Err_Clear();
 }
 
-int cov_trace_start(struct pyapi *api, struct cov_collect_info *info, char *err,
-		    size_t len)
+int cov_trace_start(struct pyapi *api, int main_interp, struct cov_collect_info *info,
+		    char *err, size_t len)
 {
 	struct cov_sweep first;
 
 	py = api;
+	skip_main = !main_interp;
 	if (!tracer && !(tracer = py->CFunction_NewEx(&tracer_def, NULL, NULL))) {
 		py->Err_Clear();
 		snprintf(err, len, "cannot make the trace function object");
@@ -503,7 +514,8 @@ int cov_trace_start(struct pyapi *api, struct cov_collect_info *info, char *err,
 	cov_trace_sweep(&first);
 	info->threads = first.given;
 	info->skipped = first.foreign.n;
-	set_thread_hook();
+	if (main_interp)
+		set_thread_hook();
 	return 0;
 }
 
@@ -531,15 +543,15 @@ static void unclaim_frames(PyThreadState *ts)
  * f_trace; `tracer` does nothing once stopped, and a "call" through it
  * clears the trace function, as restoring None would have.
  */
-void cov_trace_stop(void)
+static void untrace(int main_only)
 {
+	PyInterpreterState *main = py->InterpreterState_Main();
 	PyThreadState *ts;
-	PyObject *hook;
 
-	if (!active)
-		return;
-	active = 0;
 	EACH_TSTATE(w, ts) {
+		if (main_only && (!py->ThreadState_GetInterpreter ||
+				  py->ThreadState_GetInterpreter(ts) != main))
+			continue;
 		if ((SLOT(ts, off_func, void *) == (void *)on_trace ||
 		     SLOT(ts, off_obj, void *) == tracer) &&
 		    py->Eval_SetTraceTs(ts, NULL, NULL))
@@ -547,6 +559,36 @@ void cov_trace_stop(void)
 		unclaim_frames(ts);
 	}
 	py->Err_Clear();
+}
+
+static void unhook_threads(void);
+
+/* --collector probe, once no frame from start needs it: the main
+ * interpreter's threads lose the tracer, sub-interpreters' keep it. */
+void cov_trace_release_main(void)
+{
+	if (!active || skip_main)
+		return;
+	untrace(1);
+	unhook_threads();
+	skip_main = 1;	/* the next sweep forgets the main interpreter's */
+}
+
+void cov_trace_stop(void)
+{
+	if (!active)
+		return;
+	active = 0;
+	untrace(0);
+	unhook_threads();
+	nseen = 0;
+}
+
+/* threading's hook back to what it was unless the program replaced ours. */
+static void unhook_threads(void)
+{
+	PyObject *hook;
+
 	hook = hook_set ? thread_hook_now() : NULL;
 	if (hook == tracer) {
 		PyObject *name = py->Unicode_FromString("threading");
@@ -566,6 +608,6 @@ void cov_trace_stop(void)
 		py->DecRef(prev_thread_hook);
 	prev_thread_hook = NULL;
 	hook_set = 0;
-	nseen = 0;
+	hook_lost_ns = 0;
 	py->Err_Clear();
 }

@@ -6,8 +6,11 @@
 #include <stddef.h>
 #include "collect.h"
 
-int cov_trace_start(struct pyapi *py, struct cov_collect_info *info, char *err,
-		    size_t len);
+/* main_interp 0: only sub-interpreters' threads get the tracer. */
+int cov_trace_start(struct pyapi *py, int main_interp, struct cov_collect_info *info,
+		    char *err, size_t len);
+/* From now on, only sub-interpreters' threads keep it. */
+void cov_trace_release_main(void);
 void cov_trace_sweep(struct cov_sweep *out);
 void cov_trace_new_thread(void);
 void cov_trace_acquired(void);

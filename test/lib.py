@@ -198,6 +198,11 @@ class Target:
             raise first
 
 
+def probes_forced():
+    """The run of the matrix with --collector probe (test/run.py)."""
+    return "probe" in os.environ.get("COVINJECT_TEST_START", "")
+
+
 def cli(*args, timeout=30, user=None, prefix=None):
     """covinject ARGS; as nobody with user, under a wrapper command with prefix
     (setpriv, nsenter)."""
@@ -205,7 +210,11 @@ def cli(*args, timeout=30, user=None, prefix=None):
         os.setgid(65534)
         os.setgroups([])
         os.setuid(65534)
-    r = subprocess.run((prefix or []) + [COVINJECT] + [str(a) for a in args],
+    args = [str(a) for a in args]
+    extra = os.environ.get("COVINJECT_TEST_START", "").split()
+    if extra and args[:1] == ["start"] and "--collector" not in args:
+        args[1:1] = extra           # run.py: the matrix again with probes
+    r = subprocess.run((prefix or []) + [COVINJECT] + args,
                        capture_output=True, text=True, timeout=timeout,
                        preexec_fn=drop if user else None)
     return r
