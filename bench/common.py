@@ -65,7 +65,8 @@ def discover():
         if v is None or v[:2] not in SUPPORTED:
             continue
         found.append({"label": label, "exe": exe, "ver": v[:2], "version": v[2],
-                      "coverage": has_module(exe, "coverage")})
+                      "coverage": has_module(exe, "coverage"),
+                      "slipcover": v[:2] < (3, 12) and has_module(exe, "slipcover.probe")})
     found.sort(key=lambda p: (p["ver"], p["label"] != "system"))
     return found
 

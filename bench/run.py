@@ -67,7 +67,9 @@ def tools_for(py, workload=None):
     clamp() has a branch that always goes the same way."""
     tools = ["covinject", "after-stop"]
     if (3, 9) <= py["ver"] < (3, 12):
-        tools.append("probe")
+        tools += ["probe", "probe-after-stop"]
+    if py.get("slipcover"):
+        tools.append("slipcover")
     if py["ver"] >= (3, 12):
         tools.append("floor")
         if workload in (None, "hot"):
@@ -102,13 +104,18 @@ def run_once(py, workload, tool, opts, out_dir):
         env["COVERAGE_CORE"] = "sysmon"
     if tool == "floor":
         argv.append("--monitoring-floor")
+    if tool == "slipcover":
+        # SlipCover (bytecode probes, instrumented at import: it cannot
+        # attach) where the interpreter imports it, PYTHONPATH included;
+        # only its steady state compares (README, "Probes")
+        argv[1:1] = ["-m", "slipcover", "--silent", "--out", os.devnull]
     result = {"tool": tool}
     with common.Target(argv, env=env) as target:
         target.expect("READY")
         if tool in ("covinject", "after-stop", "branch"):
             result["start_ms"], result["borrowed_ms"] = common.start(
                 target.pid, out_dir, *(("--branch",) if tool == "branch" else ()))
-        if tool == "probe":
+        if tool in ("probe", "probe-after-stop"):
             # start --collector probe: timed once the watch window of the
             # frames running at start (the workload's main) is over, so the
             # figure is the probes' steady state (README, "Probes")
@@ -118,6 +125,8 @@ def run_once(py, workload, tool, opts, out_dir):
             while time.monotonic() < deadline and "watch window ended" not in \
                     common.covinject_ok("status", target.pid)[0].stdout:
                 time.sleep(0.05)
+            if tool == "probe-after-stop":
+                common.stop(target.pid)
         if tool == "after-stop":
             common.stop(target.pid)
         target.send("go")
@@ -213,8 +222,9 @@ def overhead_table(pythons, opts, summary):
         "| after stop: whole run / best-of steady | coverage.py first / last "
         "| coverage.py best-of: first / steady | coverage.py sysmon first / last "
         "| sys.monitoring floor best-of: first / steady | covinject start (ms) "
-        "| --collector probe best-of: first / steady |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        "| --collector probe best-of: first / steady | after probes stop: whole run / "
+        "best-of steady | SlipCover best-of steady |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for py in pythons:
         for w in opts.workload:
             get = lambda tool: summary.get((py["label"], w, tool))  # noqa: E731
@@ -229,8 +239,8 @@ def overhead_table(pythons, opts, summary):
                 sysmon_cell = cell(sysmon)
             no_cov = "n/a (not importable)"
             floor = get("floor")
-            probe = get("probe")
-            lines.append("| %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            probe, slip, pstop = get("probe"), get("slipcover"), get("probe-after-stop")
+            lines.append("| %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 py["version"], " (system)" if py["label"] == "system" else "", w,
                 cell(ci), cell(ci, ("first_best", "steady_best")),
                 cell(get("after-stop"), ("all", "steady_best")),
@@ -239,7 +249,9 @@ def overhead_table(pythons, opts, summary):
                 sysmon_cell,
                 cell(floor, ("first_best", "steady_best")) if floor else "n/a (< 3.12)",
                 fmt(ci["start_ms"], "%.1f") if ci else "n/a",
-                cell(probe, ("first_best", "steady_best")) if probe else "n/a (3.9-3.11)"))
+                cell(probe, ("first_best", "steady_best")) if probe else "n/a (3.9-3.11)",
+                cell(pstop, ("all", "steady_best")) if pstop else "n/a (3.9-3.11)",
+                cell(slip, ("steady_best",)) if slip else "n/a (not importable)"))
     return lines
 
 

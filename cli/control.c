@@ -363,8 +363,8 @@ static void print_probes(const struct cov_state *s)
 		printf("collector: trace function on %u of %u threads of "
 		       "sub-interpreters\n", s->threads_ours, s->threads_now);
 	else if (!s->probe.unobserved)
-		printf("collector: no frame that was running at start runs any more "
-		       "(no trace function)\n");
+		printf("collector: every frame that was running at start has returned "
+		       "or run all its lines (no trace function)\n");
 }
 
 static void print_status(pid_t pid, const struct cov_state *s)

@@ -70,8 +70,9 @@ static int active;
 /* ---- the registry: original code -> variant ---------------------------- */
 
 struct variant {
-	PyObject *orig, *code;	/* references held; code == orig: nothing to probe */
+	PyObject *orig, *code;	/* references held */
 	uint32_t *probes;	/* byte offsets of the probes' NOPs */
+	uint32_t *lines;	/* and their lines */
 	uint32_t nprobes;
 };
 
@@ -89,9 +90,17 @@ struct slot {
 static struct slot *slots;
 static size_t nslots, slot_cap;
 
-/* Watched: frames running at start (not references: compared only) and
- * suspended generators (weak references). */
-static const void **frames;
+/* Watched: frames running at start (the frame is not referenced, only
+ * compared; its code is) and suspended generators (weak references).  A
+ * frame is done once every line of its code ran (all_ran): it stays in
+ * the list, unobserved, until it returns. */
+struct watched {
+	const void *frame;
+	PyObject *code;
+	int done;
+};
+
+static struct watched *frames;
 static size_t nframes;
 static PyObject **gens;
 static size_t ngens;
@@ -151,7 +160,8 @@ static int rehash(size_t cap)
 	return 0;
 }
 
-static int enroll(PyObject *orig, PyObject *code, uint32_t *probes, uint32_t n)
+static int enroll(PyObject *orig, PyObject *code, uint32_t *probes, uint32_t *lines,
+		  uint32_t n)
 {
 	if (nvars == vcap) {
 		size_t cap = vcap ? 2 * vcap : 1024;
@@ -164,7 +174,7 @@ static int enroll(PyObject *orig, PyObject *code, uint32_t *probes, uint32_t n)
 	}
 	if (2 * (nvars + 1) > hcap && rehash(hcap ? 2 * hcap : 4096))
 		return -1;
-	vars[nvars] = (struct variant){ orig, code, probes, n };
+	vars[nvars] = (struct variant){ orig, code, probes, lines, n };
 	nvars++;
 	put(by_orig, orig, (uint32_t)nvars);
 	put(by_code, code, (uint32_t)nvars);
@@ -269,7 +279,7 @@ static PyObject *instrument(PyObject *code, int depth)
 {
 	struct variant *e = find(by_orig, 0, code);
 	struct cov_file *f;
-	uint32_t *probes = NULL, n = 0;
+	uint32_t *probes = NULL, *lines = NULL, n = 0;
 	PyObject *v;
 
 	if (e || (e = find(by_code, 1, code))) {
@@ -278,16 +288,17 @@ static PyObject *instrument(PyObject *code, int depth)
 	}
 	f = cov_collect_file(code);
 	if (depth > 100 || !f || !f->in_scope || cov_probes_variant(code) ||
-	    !(v = cov_variant_make(code, depth, instrument, &probes, &n))) {
+	    !(v = cov_variant_make(code, depth, instrument, &probes, &lines, &n))) {
 		if (f && f->in_scope && depth <= 100 && !cov_probes_variant(code))
 			stats.failed++;
 		py->IncRef(code);
 		return code;
 	}
 	py->IncRef(code);
-	if (enroll(code, v, probes, n)) {
+	if (enroll(code, v, probes, lines, n)) {
 		py->DecRef(code);
 		free(probes);
+		free(lines);
 	} else {
 		py->IncRef(v);	/* one for the registry, one for the caller */
 		stats.codes++;
@@ -328,6 +339,39 @@ static int measured(PyObject *code)
 
 #define CO_GENERATOR_LIKE (0x20 | 0x80 | 0x200)	/* generator, coroutine, async */
 
+/* Has every line of code run, as its variant's probes know them?  Then
+ * a frame that runs the original has nothing more to show. */
+static int all_ran(PyObject *code)
+{
+	struct variant *e = find(by_orig, 0, code);
+	struct cov_file *f = cov_collect_file(code);
+
+	if (!e || !f)
+		return 0;
+	for (uint32_t k = 0; k < e->nprobes; k++) {
+		uint32_t l = e->lines[k];
+
+		if (l >> 3 >= f->nbytes || !(f->bits[l >> 3] & (1u << (l & 7))))
+			return 0;
+	}
+	return 1;
+}
+
+static void watch_frame(PyFrameObject *fr, PyObject *code)
+{
+	struct watched *a = realloc(frames, (nframes + 1) * sizeof(*a));
+	PyObject *v;
+
+	swap_consts(code);
+	if (!a)
+		return;
+	frames = a;
+	v = instrument(code, 0);	/* its lines, for all_ran */
+	py->DecRef(v);
+	py->IncRef(code);
+	frames[nframes++] = (struct watched){ fr, code, 0 };
+}
+
 /* Frames on every stack but ours: watched if measured, and their code's
  * nested code swapped.  Generators' frames are watched through the
  * generator (gc_pass). */
@@ -344,17 +388,9 @@ static void watch_stacks(void)
 			for (; fr; fr = back) {
 				PyObject *code = py->Frame_GetCode(fr);
 
-				if (measured(code)) {
-					swap_consts(code);
-					if (!(cov_int_attr(code, "co_flags") & CO_GENERATOR_LIKE)) {
-						const void **a = realloc(frames, (nframes + 1) * sizeof(*a));
-
-						if (a) {
-							frames = a;
-							frames[nframes++] = fr;
-						}
-					}
-				}
+				if (measured(code) &&
+				    !(cov_int_attr(code, "co_flags") & CO_GENERATOR_LIKE))
+					watch_frame(fr, code);
 				py->DecRef(code);
 				back = py->Frame_GetBack(fr);
 				py->DecRef((PyObject *)fr);
@@ -672,6 +708,8 @@ int cov_probes_start(struct pyapi *api, const struct cov_collect_opts *o,
 	return 0;
 }
 
+static size_t need_watch(void);
+
 /* After start returned, on the payload thread (keep_gil: in start's own
  * hold): every function found by the gc onto its variant, with the GIL
  * given up every ~2 ms (keep_gil: never); then the main interpreter's
@@ -685,7 +723,7 @@ void cov_probes_pass(void)
 	watching = nframes || ngens;
 	if (!watching)
 		cov_trace_release_main();
-	stats.watched = (uint32_t)(nframes + ngens);
+	stats.watched = (uint32_t)need_watch();
 }
 
 /* Is a watched frame still on some stack, a generator not done? */
@@ -701,31 +739,48 @@ static void watch_sweep(void)
 
 			for (; fr; fr = back) {
 				for (size_t i = seen; i < nframes; i++)
-					if (frames[i] == fr) {
+					if (frames[i].frame == fr) {
+						struct watched w = frames[i];
+
 						frames[i] = frames[seen];
-						frames[seen++] = fr;
+						frames[seen++] = w;
 						break;
 					}
 				back = py->Frame_GetBack(fr);
 				py->DecRef((PyObject *)fr);
 			}
 		}
+	for (size_t i = seen; i < nframes; i++)
+		py->DecRef(frames[i].code);	/* returned */
 	nframes = seen;
+	for (size_t i = 0; i < nframes; i++)
+		frames[i].done = frames[i].done || all_ran(frames[i].code);
 	for (size_t i = 0; i < ngens; i++) {
 		PyObject *g = py->Object_CallFunctionObjArgs(gens[i], NULL), *code;
 
 		code = g && g != py->None ? gen_code(g) : NULL;
-		if (code) {
+		if (code && !all_ran(code)) {
 			gens[keep++] = gens[i];
-			py->DecRef(code);
 		} else {
-			py->DecRef(gens[i]);
+			py->DecRef(gens[i]);	/* finished, or nothing left to show */
 		}
+		if (code)
+			py->DecRef(code);
 		if (g)
 			py->DecRef(g);
 	}
 	ngens = keep;
 	py->Err_Clear();
+}
+
+/* Frames from start that still need the trace function. */
+static size_t need_watch(void)
+{
+	size_t n = ngens;
+
+	for (size_t i = 0; i < nframes; i++)
+		n += !frames[i].done;
+	return n;
 }
 
 /* No frame from start is watched any more: the main interpreter's
@@ -734,27 +789,40 @@ static void drop_watch(void)
 {
 	for (size_t i = 0; i < ngens; i++)
 		py->DecRef(gens[i]);
-	ngens = nframes = 0;
+	ngens = 0;
 	if (watching)
 		cov_trace_release_main();
 	watching = 0;
+}
+
+static void forget_frames(void)
+{
+	for (size_t i = 0; i < nframes; i++)
+		py->DecRef(frames[i].code);
+	nframes = 0;
 }
 
 void cov_probes_sweep(struct cov_sweep *out)
 {
 	if (!active)
 		return;
-	if (watching) {
+	if (nframes || ngens)
 		watch_sweep();
-		if (nframes + ngens && watch_until_ns && now_ns() >= watch_until_ns) {
-			stats.unobserved = (uint32_t)(nframes + ngens);
+	if (watching) {
+		size_t need = need_watch();
+
+		if (need && watch_until_ns && now_ns() >= watch_until_ns) {
+			stats.unobserved = (uint32_t)need;
 			stats.unobserved_ns = watch_until_ns;
 		}
-		if (!(nframes + ngens) || stats.unobserved)
+		if (!need || stats.unobserved) {
 			drop_watch();
+			if (stats.unobserved)
+				forget_frames();
+		}
 	}
 	cov_trace_sweep(out);
-	stats.watched = (uint32_t)(nframes + ngens);
+	stats.watched = (uint32_t)need_watch();
 }
 
 void cov_probes_info(struct cov_probe_info *out)
@@ -764,20 +832,36 @@ void cov_probes_info(struct cov_probe_info *out)
 	out->passing = (uint32_t)passing;
 }
 
+/* After a reset the lines start afresh: frames from start that were done
+ * run lines that are new again.  While the trace function still runs for
+ * others, it sees them too; once it is gone, status says so. */
 void cov_probes_rearm(void)
 {
-	if (active)
-		set_probes(1);
+	if (!active)
+		return;
+	set_probes(1);
+	for (size_t i = 0; i < nframes; i++)
+		if (frames[i].done && !watching) {
+			stats.unobserved++;
+			stats.unobserved_ns = now_ns();
+		} else {
+			frames[i].done = 0;
+		}
+	if (!watching)
+		forget_frames();
 }
 
 void cov_probes_stop(void)
 {
+	int64_t since;
+
 	if (!active)
 		return;
 	active = 0;
 	unhook_imports();
 	passing = 0;
 	drop_watch();
+	forget_frames();
 	cov_trace_stop();
 	for (size_t i = nslots; i-- > 0;) {
 		PyObject *v = TUPLE_ITEMS(slots[i].tuple)[slots[i].i];
@@ -794,10 +878,15 @@ void cov_probes_stop(void)
 		gc_pass(0, keep_gil);
 	if (!cov_exiting() && !keep_gil)
 		gc_pass(0, 1);
+	/* the variants freed, also between short GIL releases: 200,000 code
+	 * objects take 100 ms (bench/probepass.py) */
+	since = now_ns();
 	for (size_t i = 0; i < nvars; i++) {
 		py->DecRef(vars[i].orig);
 		py->DecRef(vars[i].code);
 		free(vars[i].probes);
+		free(vars[i].lines);
+		yield_gil(keep_gil, &since);
 	}
 	nvars = 0;
 	if (hcap) {

@@ -187,7 +187,7 @@ out:
 }
 
 PyObject *cov_variant_make(PyObject *code, int depth, cov_nested_fn *fn,
-			   uint32_t **probes, uint32_t *nprobes)
+			   uint32_t **probes, uint32_t **lines, uint32_t *nprobes)
 {
 	struct parts p;
 	struct cov_rewrite r = { 0 };
@@ -206,13 +206,13 @@ PyObject *cov_variant_make(PyObject *code, int depth, cov_nested_fn *fn,
 		goto out;
 	nested = fn;
 	v = replace(code, &p, &r, depth);
-	if (v && (*probes = malloc((r.nprobes + 1) * sizeof(**probes)))) {
+	if (v) {
 		for (size_t k = 0; k < r.nprobes; k++)
-			(*probes)[k] = 2 * r.probes[k];
+			r.probes[k] *= 2;	/* units to bytes */
+		*probes = r.probes;	/* theirs now */
+		*lines = r.probe_lines;
 		*nprobes = (uint32_t)r.nprobes;
-	} else if (v) {
-		py->DecRef(v);
-		v = NULL;
+		r.probes = r.probe_lines = NULL;
 	}
 	cov_rewrite_free(&r);
 out:

@@ -14,11 +14,11 @@ typedef PyObject *cov_nested_fn(PyObject *code, int depth);
 /* The opcode table of this interpreter (*t), hit the probe function every
  * probe calls; 0 or -1. */
 int cov_variant_init(struct pyapi *py, PyObject *hit, const struct cov_optab **t);
-/* code's variant (a new reference) with nested code through fn, and the
- * byte offsets of its probes (*probes malloc'd, *nprobes of them); NULL
- * (no exception set) if it cannot be made. */
+/* code's variant (a new reference) with nested code through fn, the byte
+ * offsets of its probes and their lines (*probes and *lines malloc'd,
+ * *nprobes of each); NULL (no exception set) if it cannot be made. */
 PyObject *cov_variant_make(PyObject *code, int depth, cov_nested_fn *fn,
-			   uint32_t **probes, uint32_t *nprobes);
+			   uint32_t **probes, uint32_t **lines, uint32_t *nprobes);
 /* int(o.name), or -1. */
 long cov_int_attr(PyObject *o, const char *name);
 

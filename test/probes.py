@@ -93,10 +93,28 @@ def t_probe_watch_window(exe, tmp):
 
 
 @probe_only
+def t_probe_watch_done(exe, tmp):
+    """A frame running at start is watched until every line of its code has
+    run: then the trace function no longer runs for it, and its lines were
+    recorded."""
+    t = Target(exe, "probed.py", tmp)
+    cli_ok("start", "--collector", "probe", "--watch-window", "0", "-o", tmp, t.pid)
+    wait_for(lambda: "for 3 frames that were running" in cli_ok("status", t.pid),
+             "status: 3 frames watched (the module, main, the worker's loop)")
+    answer(t, "work", "DONE")
+    wait_for(lambda: "for 2 frames that were running" in cli_ok("status", t.pid),
+             "status: the worker's loop no longer watched", timeout=10)
+    got = measured(cli_ok("stop", t.pid).strip(), "probed.py")
+    check(tagged("probed.py", "work") <= got, "not recorded: %s" % (
+        sorted(tagged("probed.py", "work") - got)))
+
+
+@probe_only
 def t_probe_refusals(exe, tmp):
     """--collector takes trace or probe."""
     r = cli("start", "--collector", "fast", "1")
     check(r.returncode == 2 and "give trace or probe" in r.stderr, r.stderr)
 
 
-E2E = [t_probe_parity_lines, t_probe_lifecycle, t_probe_watch_window, t_probe_refusals]
+E2E = [t_probe_parity_lines, t_probe_lifecycle, t_probe_watch_window, t_probe_watch_done,
+       t_probe_refusals]

@@ -8,10 +8,17 @@ Prints READY; then, one command per line on stdin:
            t the trace function of this thread (None or its name)
   import   imports late_mod (written next to this file by the test) and
            calls its f(), then prints "DONE"
+  work     hands the worker thread (its loop runs at start) one job, waits
+           for its answer, prints "DONE"
   quit     exits
 """
 import sys
+import threading
 import traceback
+try:
+    import queue
+except ImportError:
+    import Queue as queue
 
 sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else ".")
 
@@ -89,7 +96,19 @@ def check():
                              None if t is None else getattr(t, "__name__", t)))
 
 
+JOBS, DONE = queue.Queue(), queue.Queue()
+
+
+def worker():
+    while True:
+        item = JOBS.get()  # @work
+        DONE.put(item * 2)  # @work
+
+
 def main():
+    t = threading.Thread(target=worker)
+    t.daemon = True
+    t.start()
     print("READY")
     for line in iter(sys.stdin.readline, ""):
         cmd = line.strip()
@@ -103,6 +122,10 @@ def main():
         elif cmd == "import":
             import late_mod
             late_mod.f()
+            print("DONE")
+        elif cmd == "work":
+            JOBS.put(1)
+            DONE.get()
             print("DONE")
         elif cmd == "quit":
             break
