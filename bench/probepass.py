@@ -9,11 +9,12 @@ and keeps a thread timestamping a tight loop, which competes for the GIL),
 on every interpreter of 3.9-3.11, with --collector probe and, for
 comparison, --collector trace:
 
-  start    the wall time of `covinject start`; when the pass that moves
-           every function onto its probed copy (after start returned) was
-           done; the largest gap the ticking thread saw from just before
-           start to 1.5 s after it, or to the pass's end if later (the GIL
-           taken away from it);
+  start    the wall time of `covinject start`, and of a `covinject dump`
+           right after it (served between slices of the pass); when the
+           pass that moves every function onto its probed copy (after start
+           returned) was done; the largest gap the ticking thread saw from
+           just before start to 1.5 s after it, or to the pass's end if
+           later (the GIL taken away from it);
   stop     the wall time of `covinject stop` (every function back on its
            original code) and the largest gap during it.
 
@@ -60,6 +61,9 @@ def scenario(py, appdir, out_dir, collector):
         common.covinject_ok("start", "--no-import-lines", "--collector", collector,
                             "-o", out_dir, app.pid)
         start = time.monotonic() - t0
+        t1 = time.monotonic()
+        common.covinject_ok("dump", app.pid)
+        dump = time.monotonic() - t1
         while "while functions are moved" in status(app.pid):
             time.sleep(0.01)
         done = time.monotonic() - t0
@@ -70,7 +74,8 @@ def scenario(py, appdir, out_dir, collector):
         stop_wall = time.monotonic() - t1
         stop_gap = number(app.ask("gap", "GAP"))
         app.send("quit")
-    return {"start_ms": start * 1000, "pass_ms": done * 1000, "gap_ms": gap,
+    return {"start_ms": start * 1000, "dump_ms": dump * 1000, "pass_ms": done * 1000,
+            "gap_ms": gap,
             "stop_ms": stop_wall * 1000, "stop_gap_ms": stop_gap}
 
 
@@ -81,9 +86,9 @@ def main():
     opts = ap.parse_args()
     pythons = [p for p in common.select(common.discover(), opts.python)
                if (3, 9) <= p["ver"] < (3, 12)]
-    rows = ["| Python | modules (functions) | collector | start ms | pass done ms "
-            "| largest gap ms | stop ms | largest gap during stop ms |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| Python | modules (functions) | collector | start ms | a dump right after, ms "
+            "| pass done ms | largest gap ms | stop ms | largest gap during stop ms |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     with tempfile.TemporaryDirectory(prefix="covinject-probepass-") as tmp:
         for n in opts.modules or [1000, 10000]:
             appdir = os.path.join(tmp, "app%d" % n)
@@ -91,9 +96,10 @@ def main():
             for py in pythons:
                 for collector in ("probe", "trace"):
                     r = scenario(py, appdir, tmp, collector)
-                    rows.append("| %s | %d (%d) | %s | %s | %s | %s | %s | %s |" % (
+                    rows.append("| %s | %d (%d) | %s | %s | %s | %s | %s | %s | %s |" % (
                         py["version"], n, n * (FUNCS + 1), collector,
-                        fmt(r["start_ms"], "%.0f"), fmt(r["pass_ms"], "%.0f"),
+                        fmt(r["start_ms"], "%.0f"), fmt(r["dump_ms"], "%.0f"),
+                        fmt(r["pass_ms"], "%.0f"),
                         fmt(r["gap_ms"], "%.1f"), fmt(r["stop_ms"], "%.0f"),
                         fmt(r["stop_gap_ms"], "%.1f")))
                     common.log(rows[-1])

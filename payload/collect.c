@@ -616,10 +616,9 @@ int cov_collect_start(struct pyapi *api, const struct cov_collect_opts *o,
 	return cov_trace_start(py, 1, info, err, len);
 }
 
-void cov_collect_pass(void)
+int cov_collect_pass(void)
 {
-	if (probe_mode)
-		cov_probes_pass();
+	return probe_mode ? cov_probes_pass() : 0;
 }
 
 int cov_collect_snapshot(struct cov_snap *s)

@@ -37,9 +37,10 @@ struct cov_collect_opts {
 
 int cov_collect_start(struct pyapi *py, const struct cov_collect_opts *o,
 		      struct cov_collect_info *info, char *err, size_t len);
-/* After start returned (the payload thread, GIL held): --collector probe's
- * pass over every function, giving the GIL up as it goes. */
-void cov_collect_pass(void);
+/* After start returned (the payload thread, GIL held): a slice of
+ * --collector probe's pass over every function, giving the GIL up as it
+ * goes; 1 while there is more. */
+int cov_collect_pass(void);
 /* Copy the data (store.c, and arcs.c with branch) for a snapshot. */
 int cov_collect_snapshot(struct cov_snap *s);
 /* <= 3.11: give the tracer to threads started since (from C, say); all

@@ -700,23 +700,25 @@ static int scope_init(char *err, size_t len)
 
 static void publish_probes(void);
 
-/* --collector probe: functions onto their variants, after start returned
- * (the trace function collects meanwhile); with gil_at_requests, setup
- * did it in its own hold. */
-static void probe_pass(void)
+/* --collector probe: a slice of moving functions onto their variants,
+ * after start returned (the trace function collects meanwhile), between
+ * requests; with gil_at_requests, setup did it all in its own hold.  1
+ * while there is more. */
+static int probe_slice(void)
 {
-	int gil;
+	int gil, more = 0;
 
 	if (!cov_cfg.probes || cov_cfg.gil_at_requests || is_exiting())
-		return;
+		return 0;
 	gil = gil_take();
 	if (!is_exiting()) {
-		cov_collect_pass();
+		more = cov_collect_pass();
 		cov_state_begin();
 		publish_probes();
 		cov_state_end();
 	}
 	gil_give(gil);
+	return more;
 }
 
 /* The import context, one module per hold of the GIL (modules.c); with
@@ -967,10 +969,12 @@ static void maybe_periodic(int64_t *next)
 static void serve(void)
 {
 	int64_t next = now_ms() + cov_cfg.interval_ms;
-	int req, wait;
+	int req, wait, passing = 1;
 
 	for (;;) {
-		wait = SWEEP_MS;
+		if (passing)
+			passing = probe_slice();
+		wait = passing ? 0 : SWEEP_MS;
 		if (cov_cfg.interval_ms && next - now_ms() < wait)
 			wait = next - now_ms() > 0 ? (int)(next - now_ms()) : 0;
 		req = next_request(wait);
@@ -985,7 +989,7 @@ static void serve(void)
 			cov_state.dump_requests++;
 			cov_state_end();
 			dump(req == COV_REQ_RESET);
-		} else {
+		} else if (!passing) {
 			sweep();
 			maybe_periodic(&next);
 		}
@@ -1020,7 +1024,6 @@ static void *payload_main(void *arg)
 			return NULL;
 		}
 		set_phase(COV_COLLECTING);
-		probe_pass();
 		import_lines();
 	}
 	for (;;) {

@@ -296,13 +296,17 @@ static PyObject *instrument(PyObject *code, int depth)
 	}
 	py->IncRef(code);
 	if (enroll(code, v, probes, lines, n)) {
+		/* no room to remember it: a variant stop could not find */
 		py->DecRef(code);
+		py->DecRef(v);
 		free(probes);
 		free(lines);
-	} else {
-		py->IncRef(v);	/* one for the registry, one for the caller */
-		stats.codes++;
+		stats.failed++;
+		py->IncRef(code);
+		return code;
 	}
+	py->IncRef(v);	/* one for the registry, one for the caller */
+	stats.codes++;
 	return v;
 }
 
@@ -321,6 +325,7 @@ static void swap_consts(PyObject *code)
 			continue;
 		v = instrument(c, 1);
 		if (v == c || nslots == slot_cap) {
+			stats.failed += v != c;	/* its closures will not be measured */
 			py->DecRef(v);
 			continue;
 		}
@@ -463,61 +468,101 @@ static void yield_gil(int hold, int64_t *since)
 	*since = now_ns();
 }
 
-/* Every function found by the gc, pointed at its variant (to_variant) or
- * back at its original; with to_variant, generators are watched. */
-static void gc_pass(int to_variant, int hold)
-{
-	PyObject *gc = py->Import_ImportModule("gc"), *all = NULL, **fns = NULL;
-	Py_ssize_t n, nf = 0;
-	int64_t since = now_ns();
+/* The functions the gc found, being moved (gc_find, gc_move). */
+struct fnlist {
+	PyObject **fns;		/* references held */
+	Py_ssize_t n, next;
+};
 
+static struct fnlist pending;	/* the pass after start, in slices */
+
+static void fnlist_drop(struct fnlist *l)
+{
+	for (Py_ssize_t i = l->next; i < l->n; i++)
+		py->DecRef(l->fns[i]);
+	free(l->fns);
+	memset(l, 0, sizeof(*l));
+}
+
+/* Every function the gc knows of, into l; with to_variant, generators
+ * are watched.  0 or -1. */
+static int gc_find(struct fnlist *l, int to_variant)
+{
+	PyObject *gc = py->Import_ImportModule("gc"), *all = NULL;
+	Py_ssize_t n;
+
+	memset(l, 0, sizeof(*l));
 	if (!gc || !(all = py->Object_CallMethod(gc, "get_objects", NULL)) ||
-	    (n = py->List_Size(all)) < 0 || !(fns = malloc((size_t)(n + 1) * sizeof(*fns))))
+	    (n = py->List_Size(all)) < 0 || !(l->fns = malloc((size_t)(n + 1) * sizeof(*l->fns))))
 		goto out;
 	for (Py_ssize_t i = 0; i < n; i++) {
 		PyObject *o = py->List_GetItem(all, i);
 
 		if (OB_TYPE(o) == func_type) {
 			py->IncRef(o);
-			fns[nf++] = o;
+			l->fns[l->n++] = o;
 		} else if (to_variant) {
 			watch_gen(o);
 		}
 	}
-	py->DecRef(all);
-	all = NULL;
-	for (Py_ssize_t i = 0; i < nf; i++) {
-		PyObject *code = py->Object_GetAttrString(fns[i], "__code__"), *v = NULL;
-		struct variant *e;
-
-		if (code && to_variant)
-			v = instrument(code, 0);
-		else if (code && (e = find(by_code, 1, code)) && e->orig != code) {
-			v = e->orig;
-			py->IncRef(v);
-		}
-		if (v && v != code && py->Object_SetAttrString(fns[i], "__code__", v) == 0)
-			stats.functions += to_variant;
-		if (v)
-			py->DecRef(v);
-		if (code)
-			py->DecRef(code);
-		py->Err_Clear();
-		py->DecRef(fns[i]);
-		yield_gil(hold, &since);
-		if (cov_exiting()) {
-			for (Py_ssize_t j = i + 1; j < nf; j++)
-				py->DecRef(fns[j]);
-			break;
-		}
-	}
 out:
-	free(fns);
 	if (all)
 		py->DecRef(all);
 	if (gc)
 		py->DecRef(gc);
 	py->Err_Clear();
+	return l->fns ? 0 : -1;
+}
+
+/* One function onto its variant (to_variant) or back on its original. */
+static void move(PyObject *fn, int to_variant)
+{
+	PyObject *code = py->Object_GetAttrString(fn, "__code__"), *v = NULL;
+	struct variant *e;
+
+	if (code && to_variant) {
+		v = instrument(code, 0);
+	} else if (code && (e = find(by_code, 1, code)) && e->orig != code) {
+		v = e->orig;
+		py->IncRef(v);
+	}
+	if (v && v != code && py->Object_SetAttrString(fn, "__code__", v) == 0)
+		stats.functions += to_variant;
+	if (v)
+		py->DecRef(v);
+	if (code)
+		py->DecRef(code);
+	py->Err_Clear();
+}
+
+/* Move l's functions, giving the GIL up every ~2 ms unless hold, for at
+ * most budget_ns (0: all).  1 if some are left. */
+static int gc_move(struct fnlist *l, int to_variant, int hold, int64_t budget_ns)
+{
+	int64_t since = now_ns(), end = since + budget_ns;
+
+	while (l->next < l->n && !cov_exiting()) {
+		PyObject *fn = l->fns[l->next++];
+
+		move(fn, to_variant);
+		py->DecRef(fn);
+		yield_gil(hold, &since);
+		if (budget_ns && now_ns() >= end)
+			break;
+	}
+	if (l->next < l->n && !cov_exiting())
+		return 1;
+	fnlist_drop(l);
+	return 0;
+}
+
+/* Every function back on its original, at once. */
+static void gc_restore(int hold)
+{
+	struct fnlist l;
+
+	if (!gc_find(&l, 0))
+		gc_move(&l, 0, hold, 0);
 }
 
 /* ---- modules imported after start -------------------------------------- */
@@ -710,20 +755,26 @@ int cov_probes_start(struct pyapi *api, const struct cov_collect_opts *o,
 
 static size_t need_watch(void);
 
-/* After start returned, on the payload thread (keep_gil: in start's own
+/* After start returned, on the payload thread, in slices of 50 ms so
+ * that requests are served in between (keep_gil: all of it in start's own
  * hold): every function found by the gc onto its variant, with the GIL
  * given up every ~2 ms (keep_gil: never); then the main interpreter's
- * threads keep the trace function only for frames from start. */
-void cov_probes_pass(void)
+ * threads keep the trace function only for frames from start.  1 while
+ * there is more to do. */
+int cov_probes_pass(void)
 {
 	if (!active || !passing)
-		return;
-	gc_pass(1, keep_gil);
+		return 0;
+	if (!pending.fns && gc_find(&pending, 1))
+		pending.n = 0;	/* nothing found: nothing to move */
+	if (gc_move(&pending, 1, keep_gil, keep_gil ? 0 : 50000000))
+		return 1;
 	passing = 0;
 	watching = nframes || ngens;
 	if (!watching)
 		cov_trace_release_main();
 	stats.watched = (uint32_t)need_watch();
+	return 0;
 }
 
 /* Is a watched frame still on some stack, a generator not done? */
@@ -872,12 +923,13 @@ void cov_probes_stop(void)
 	}
 	nslots = 0;
 	set_probes(0);	/* what still runs a variant records nothing now */
+	fnlist_drop(&pending);	/* a pass not finished */
 	/* Every function back on its original, giving the GIL up as it goes;
 	 * then, in one hold, those a variant made meanwhile. */
 	if (!cov_exiting())
-		gc_pass(0, keep_gil);
+		gc_restore(keep_gil);
 	if (!cov_exiting() && !keep_gil)
-		gc_pass(0, 1);
+		gc_restore(1);
 	/* the variants freed, also between short GIL releases: 200,000 code
 	 * objects take 100 ms (bench/probepass.py) */
 	since = now_ns();

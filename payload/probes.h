@@ -13,7 +13,8 @@
  * they run. */
 int cov_probes_start(struct pyapi *py, const struct cov_collect_opts *o,
 		     struct cov_collect_info *info, char *err, size_t len);
-void cov_probes_pass(void);
+/* The pass after start, a slice at a time: 1 while there is more. */
+int cov_probes_pass(void);
 void cov_probes_sweep(struct cov_sweep *out);
 void cov_probes_info(struct cov_probe_info *out);
 /* Every probe on again (reset, a forked child). */
