@@ -888,17 +888,19 @@ void cov_probes_info(struct cov_probe_info *out)
  * others, it sees them too; once it is gone, status says so. */
 void cov_probes_rearm(void)
 {
+	int traced = watching || passing;	/* the trace function is still on */
+
 	if (!active)
 		return;
 	set_probes(1);
 	for (size_t i = 0; i < nframes; i++)
-		if (frames[i].done && !watching) {
+		if (frames[i].done && !traced) {
 			stats.unobserved++;
 			stats.unobserved_ns = now_ns();
 		} else {
 			frames[i].done = 0;
 		}
-	if (!watching)
+	if (!traced)
 		forget_frames();
 }
 
