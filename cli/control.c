@@ -351,6 +351,9 @@ static void print_probes(const struct cov_state *s)
 	if (s->probe.failed)
 		printf("; %u code objects could not be instrumented and are not "
 		       "measured", s->probe.failed);
+	if (s->probe.unwatched)
+		printf("; %u generators from start could not be watched (no memory): "
+		       "their lines are not measured", s->probe.unwatched);
 	printf(")\n");
 	if (s->probe.passing)
 		printf("collector: trace function on every thread while functions are "

@@ -504,8 +504,7 @@ void cov_arcs_jump(struct cov_code *c, long src)
 
 static int ran(const struct cov_file *f, int32_t line)
 {
-	return line < 0 || (line > 0 && (uint32_t)line >> 3 < f->nbytes &&
-			    f->bits[line >> 3] & (1u << (line & 7)));
+	return line < 0 || cov_store_ran(f, line);
 }
 
 static int add_arc(struct cov_snap_file *sf, int32_t from, int32_t to)

@@ -234,16 +234,10 @@ struct emit {
 	uint32_t at;
 };
 
-static void unit(struct emit *e, uint8_t op, uint32_t arg, int ext,
-		 const struct cov_loc *loc)
+static void unit(struct emit *e, uint8_t op, uint8_t arg, const struct cov_loc *loc)
 {
-	for (int s = ext; s > 0; s--) {
-		e->out[2 * e->at] = 0;	/* set by the caller: t->ext */
-		e->out[2 * e->at + 1] = (uint8_t)(arg >> (8 * s));
-		e->locs[e->at++] = *loc;
-	}
 	e->out[2 * e->at] = op;
-	e->out[2 * e->at + 1] = (uint8_t)arg;
+	e->out[2 * e->at + 1] = arg;
 	e->locs[e->at++] = *loc;
 }
 
@@ -251,13 +245,11 @@ static void unit(struct emit *e, uint8_t op, uint32_t arg, int ext,
 static void instr_out(const struct cov_optab *t, struct emit *e, uint8_t op,
 		      uint32_t arg, int ext, const struct cov_loc *loc)
 {
-	uint32_t first = e->at;
-
-	unit(e, op, arg, ext, loc);
-	for (int s = 0; s < ext; s++)
-		e->out[2 * (first + s)] = t->ext;
+	for (int s = ext; s > 0; s--)
+		unit(e, t->ext, (uint8_t)(arg >> (8 * s)), loc);
+	unit(e, op, (uint8_t)arg, loc);
 	for (int c = 0; c < t->caches[op]; c++)
-		unit(e, 0, 0, 0, loc);	/* CACHE */
+		unit(e, 0, 0, loc);	/* CACHE */
 }
 
 static void probe_out(const struct cov_optab *t, struct cov_rewrite *r, struct emit *e,
@@ -268,15 +260,15 @@ static void probe_out(const struct cov_optab *t, struct cov_rewrite *r, struct e
 
 	r->probes[pidx] = e->at;
 	r->probe_lines[pidx] = (uint32_t)line;
-	unit(e, t->nop, t->minor == 9 ? 2 * (len - 1) : len - 1, 0, &loc);
+	unit(e, t->nop, (uint8_t)(t->minor == 9 ? 2 * (len - 1) : len - 1), &loc);
 	if (t->minor >= 11)
-		unit(e, t->push_null, 0, 0, &loc);
+		unit(e, t->push_null, 0, &loc);
 	instr_out(t, e, t->load_const, r->hit_const, ext_needed(r->hit_const), &loc);
 	instr_out(t, e, t->load_const, cst, ext_needed(cst), &loc);
 	if (t->minor >= 11)
 		instr_out(t, e, t->precall, 1, 0, &loc);
 	instr_out(t, e, t->call, 1, 0, &loc);
-	unit(e, t->pop_top, 0, 0, &loc);
+	unit(e, t->pop_top, 0, &loc);
 }
 
 static void emit_all(const struct cov_optab *t, struct cov_rewrite *r,

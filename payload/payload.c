@@ -698,29 +698,6 @@ static int scope_init(char *err, size_t len)
 	return sources_init(err, len);
 }
 
-static void publish_probes(void);
-
-/* --collector probe: a slice of moving functions onto their variants,
- * after start returned (the trace function collects meanwhile), between
- * requests; with gil_at_requests, setup did it all in its own hold.  1
- * while there is more. */
-static int probe_slice(void)
-{
-	int gil, more = 0;
-
-	if (!cov_cfg.probes || cov_cfg.gil_at_requests || is_exiting())
-		return 0;
-	gil = gil_take();
-	if (!is_exiting()) {
-		more = cov_collect_pass();
-		cov_state_begin();
-		publish_probes();
-		cov_state_end();
-	}
-	gil_give(gil);
-	return more;
-}
-
 /* The import context, one module per hold of the GIL (modules.c); with
  * gil_at_requests, setup did it in its own hold. */
 static void import_lines(void)
@@ -759,8 +736,7 @@ static void count_interpreters(uint32_t n[3])
 	cov_collect_interps(n[0], &n[1], &n[2]);
 }
 
-/* Inside cov_state_begin/end. */
-/* Under the sequence counter: what the probe collector did (3.9-3.11). */
+/* Inside cov_state_begin/end: what the probe collector did (3.9-3.11). */
 static void publish_probes(void)
 {
 	if (!cov_cfg.probes)
@@ -769,6 +745,28 @@ static void publish_probes(void)
 	cov_state.probes = 1;
 }
 
+/* --collector probe: a slice of moving functions onto their variants,
+ * after start returned (the trace function collects meanwhile), between
+ * requests; with gil_at_requests, setup did it all in its own hold.  1
+ * while there is more. */
+static int probe_slice(void)
+{
+	int gil, more = 0;
+
+	if (!cov_cfg.probes || cov_cfg.gil_at_requests || is_exiting())
+		return 0;
+	gil = gil_take();
+	if (!is_exiting()) {
+		more = cov_collect_pass();
+		cov_state_begin();
+		publish_probes();
+		cov_state_end();
+	}
+	gil_give(gil);
+	return more;
+}
+
+/* Inside cov_state_begin/end. */
 static void publish_interpreters(const uint32_t n[3])
 {
 	cov_state.interpreters = n[0];

@@ -353,12 +353,9 @@ static int all_ran(PyObject *code)
 
 	if (!e || !f)
 		return 0;
-	for (uint32_t k = 0; k < e->nprobes; k++) {
-		uint32_t l = e->lines[k];
-
-		if (l >> 3 >= f->nbytes || !(f->bits[l >> 3] & (1u << (l & 7))))
+	for (uint32_t k = 0; k < e->nprobes; k++)
+		if (!cov_store_ran(f, (int)e->lines[k]))
 			return 0;
-	}
 	return 1;
 }
 
@@ -379,7 +376,7 @@ static void watch_frame(PyFrameObject *fr, PyObject *code)
 
 /* Frames on every stack but ours: watched if measured, and their code's
  * nested code swapped.  Generators' frames are watched through the
- * generator (gc_pass). */
+ * generator (gc_find). */
 static void watch_stacks(void)
 {
 	PyThreadState *me = py->ThreadState_Get();
@@ -430,13 +427,15 @@ static void watch_gen(PyObject *g)
 {
 	PyObject *code = gen_code(g), *ref, **a;
 
-	if (code && measured(code) && (a = realloc(gens, (ngens + 1) * sizeof(*a))) &&
-	    (ref = py->Object_CallFunctionObjArgs(weakref_ref, g, NULL))) {
-		gens = a;
-		gens[ngens++] = ref;
-		swap_consts(code);
-	} else if (code && measured(code) && !cov_probes_variant(code)) {
-		stats.unwatched++;
+	if (code && measured(code)) {
+		if ((a = realloc(gens, (ngens + 1) * sizeof(*a))))
+			gens = a;
+		if (a && (ref = py->Object_CallFunctionObjArgs(weakref_ref, g, NULL))) {
+			gens[ngens++] = ref;
+			swap_consts(code);
+		} else {
+			stats.unwatched++;
+		}
 	}
 	if (code)
 		py->DecRef(code);
@@ -619,6 +618,18 @@ static PyObject *module_attr(const char *mod, const char *name)
 	return v;
 }
 
+/* cls.__dict__[name] (a new reference), not what getattr binds. */
+static PyObject *class_attr(PyObject *cls, const char *name)
+{
+	PyObject *d = py->Object_GetAttrString(cls, "__dict__"), *v = NULL;
+
+	if (d) {
+		v = py->Object_CallMethod(d, "get", "s", name);
+		py->DecRef(d);
+	}
+	return v;
+}
+
 static int hook_imports(void)
 {
 	PyObject *f;
@@ -631,24 +642,21 @@ static int hook_imports(void)
 		return -1;
 	if (!exec_fn && !(exec_fn = module_attr("builtins", "exec")))
 		return -1;
-	if (!our_exec && (!(f = py->CFunction_NewEx(&exec_def, NULL, NULL)) ||
-			  !(our_exec = py->InstanceMethod_New(f))))
-		return -1;
-	if (!(orig_exec = py->Object_GetAttrString(loader_cls, "exec_module")))
+	if (!our_exec) {
+		if (!(f = py->CFunction_NewEx(&exec_def, NULL, NULL)))
+			return -1;
+		our_exec = py->InstanceMethod_New(f);	/* holds f */
+		py->DecRef(f);
+		if (!our_exec)
+			return -1;
+	}
+	if ((orig_exec = class_attr(loader_cls, "exec_module")) == py->None) {
+		py->DecRef(orig_exec);
+		orig_exec = NULL;
+	}
+	if (!orig_exec)
 		return -1;
 	return py->Object_SetAttrString(loader_cls, "exec_module", our_exec);
-}
-
-/* cls.__dict__[name] (a new reference), not what getattr binds. */
-static PyObject *class_attr(PyObject *cls, const char *name)
-{
-	PyObject *d = py->Object_GetAttrString(cls, "__dict__"), *v = NULL;
-
-	if (d) {
-		v = py->Object_CallMethod(d, "get", "s", name);
-		py->DecRef(d);
-	}
-	return v;
 }
 
 /* The original back, unless the program replaced ours since. */

@@ -83,6 +83,13 @@ int cov_store_mark_import(struct cov_file *f, int line);
 
 static inline void cov_store_mark(struct cov_file *f, int line);
 
+/* Has line of f run (context "")? */
+static inline int cov_store_ran(const struct cov_file *f, int line)
+{
+	return line > 0 && (uint32_t)line >> 3 < f->nbytes &&
+	       f->bits[line >> 3] & (1u << (line & 7));
+}
+
 /* Forget the lines that ran, keep the files and the import context (no
  * allocation, no Python call). */
 void cov_store_zero(void);

@@ -265,11 +265,17 @@ static PyThreadState *walk_next(struct walk *w)
 	for (struct walk w = { py->InterpreterState_Head(), NULL }; \
 	     (ts = walk_next(&w)) != NULL;)
 
+/* Is ts the main interpreter's (3.9+: on older versions, no)? */
+static int in_main(PyThreadState *ts)
+{
+	return py->ThreadState_GetInterpreter &&
+	       py->ThreadState_GetInterpreter(ts) == py->InterpreterState_Main();
+}
+
 /* A thread state the tracer is not for (skip_main). */
 static int excluded(PyThreadState *ts)
 {
-	return skip_main && py->ThreadState_GetInterpreter &&
-	       py->ThreadState_GetInterpreter(ts) == py->InterpreterState_Main();
+	return skip_main && in_main(ts);
 }
 
 static struct seen *met(unsigned long long id)
@@ -536,21 +542,14 @@ static void unclaim_frames(PyThreadState *ts)
 	}
 }
 
-/*
- * Our tracer off every thread that has it (or has it restored and waiting),
- * f_trace off their frames, and threading's hook back to what it was unless
- * the program replaced ours since.  A suspended generator's frame keeps its
- * f_trace; `tracer` does nothing once stopped, and a "call" through it
- * clears the trace function, as restoring None would have.
- */
+/* Our tracer off every thread (main_only: of the main interpreter) that
+ * has it, or has it restored and waiting, and f_trace off their frames. */
 static void untrace(int main_only)
 {
-	PyInterpreterState *main = py->InterpreterState_Main();
 	PyThreadState *ts;
 
 	EACH_TSTATE(w, ts) {
-		if (main_only && (!py->ThreadState_GetInterpreter ||
-				  py->ThreadState_GetInterpreter(ts) != main))
+		if (main_only && !in_main(ts))
 			continue;
 		if ((SLOT(ts, off_func, void *) == (void *)on_trace ||
 		     SLOT(ts, off_obj, void *) == tracer) &&
@@ -574,6 +573,12 @@ void cov_trace_release_main(void)
 	skip_main = 1;	/* the next sweep forgets the main interpreter's */
 }
 
+/*
+ * Our tracer off every thread, and threading's hook back to what it was
+ * unless the program replaced ours since.  A suspended generator's frame
+ * keeps its f_trace; `tracer` does nothing once stopped, and a "call"
+ * through it clears the trace function, as restoring None would have.
+ */
 void cov_trace_stop(void)
 {
 	if (!active)
