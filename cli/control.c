@@ -96,7 +96,9 @@ static int new_dir(struct cli_opts *o, pid_t pid, const char *cmd,
 	return cli_send_dir(pid, cmd, s->dir_sock, dir);
 }
 
-/* Wait until the payload's answer shows; 0, or EXIT_FAIL with a message. */
+/* Wait until the payload's answer shows; 0, EXIT_FAIL with a message, or
+ * GONE with a note (a --tree descendant that exited meanwhile). */
+#define GONE (-1)
 static int await(struct cli_opts *o, pid_t pid, const char *cmd, struct cov_state *s,
 		 int (*done)(const struct cov_state *, uint32_t), uint32_t before)
 {
@@ -104,6 +106,14 @@ static int await(struct cli_opts *o, pid_t pid, const char *cmd, struct cov_stat
 
 	for (;;) {
 		if (cli_read_state(pid, s)) {
+			/* a --tree descendant may exit on its own meanwhile (a pool
+			 * worker recycled): its exit wrote its final snapshot */
+			if (o->tree && pid != o->pid) {
+				printf("%d: skipped: it exited while covinject %s waited "
+				       "for it (an exit writes its own final snapshot, "
+				       "but for SIGKILL and _exit from C)\n", (int)pid, cmd);
+				return GONE;
+			}
 			cli_err(pid, cmd, "the process went away while waiting");
 			return EXIT_FAIL;
 		}
@@ -307,7 +317,7 @@ int cli_dump(struct cli_opts *o, pid_t pid)
 	if ((r = send_request(pid, "dump", &s, o->reset ? COV_REQ_RESET : COV_REQ_DUMP,
 			      st.starttime)) ||
 	    (r = await(o, pid, "dump", &s, dumped, before)))
-		return r;
+		return r == GONE ? EXIT_OK : r;
 	if (s.error[0]) {
 		cli_err(pid, "dump", "snapshot failed: %s (the data stays in memory; "
 			"fix the cause and dump again)", s.error);
@@ -326,7 +336,7 @@ int cli_stop(struct cli_opts *o, pid_t pid)
 	    (r = new_dir(o, pid, "stop", &s, &st)) ||
 	    (r = send_request(pid, "stop", &s, COV_REQ_STOP, st.starttime)) ||
 	    (r = await(o, pid, "stop", &s, stopped, s.dump_errors)))
-		return r;
+		return r == GONE ? EXIT_OK : r;
 	if (s.phase == COV_COLLECTING) {
 		cli_err(pid, "stop", "the final snapshot failed: %s (nothing was "
 			"discarded and collection goes on: fix the cause and run "

@@ -414,9 +414,74 @@ def t_gil_held(exe, tmp):
     check(t.proc.returncode == 0 and not err, "target: %s %r" % (t.proc.returncode, err))
 
 
+def t_tree_member_exits(exe, tmp):
+    """stop --tree, when a child ends while covinject waits for its final
+    snapshot (it held the GIL in native code, then called libc's _exit):
+    the child is skipped with a note, the parent's file is printed, and the
+    command succeeds."""
+    t = Target(exe, "treeexit.py")
+    cli_ok("start", "-o", tmp, t.pid)
+    t.send("fork")
+    line = t.proc.stdout.readline().split()
+    check(line[:1] == ["CHILD"], "no child: %r" % line)
+    child, fd_b = int(line[1]), line[2]
+    wait_for(lambda: "pid %d: covinject loaded, collecting" % child in
+             cli_ok("status", "--tree", t.pid), "the child to collect")
+    t.send("hold")
+
+    def reading_b():
+        with open("/proc/%d/syscall" % child) as f:
+            sc = f.read().split()
+        return sc[:2] == ["0", hex(int(fd_b))]
+    wait_for(reading_b, "the child to read pipe B with the GIL held")
+
+    def collector_waits():
+        """The collector's thread waits for the GIL (its sweep, once a
+        second), so a request stays in its pipe until the child ends."""
+        tasks = "/proc/%d/task" % child
+        for tid in os.listdir(tasks):
+            with open(os.path.join(tasks, tid, "syscall")) as f:
+                if int(tid) != child and f.read().split()[:1] == ["202"]:
+                    return True
+        return False
+    wait_for(collector_waits, "the child's collector to wait for the GIL")
+    stop = subprocess.Popen([COVINJECT, "stop", "--tree", str(t.pid)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def request_sent():
+        """A pipe of the child's (the collector's request pipe) holds bytes."""
+        import fcntl
+        import struct
+        import termios
+        fds = "/proc/%d/fd" % child
+        for n in os.listdir(fds):
+            try:
+                if not os.readlink(os.path.join(fds, n)).startswith("pipe:"):
+                    continue
+                fd = os.open(os.path.join(fds, n), os.O_RDONLY | os.O_NONBLOCK)
+            except OSError:
+                continue
+            try:
+                if struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]:
+                    return True
+            finally:
+                os.close(fd)
+        return False
+    wait_for(request_sent, "stop --tree to send the child its request")
+    t.send("release")
+    check(t.proc.stdout.readline().strip() == "REAPED", "the child was not reaped")
+    out, err = stop.communicate(timeout=30)
+    check(stop.returncode == 0, "stop --tree exited %d: %r" % (stop.returncode, err))
+    check("%d: skipped: it exited while covinject stop waited" % child in out and
+          re.search(r"^%d: /\S+" % t.pid, out, re.M), "stop --tree said: %r %r" % (out, err))
+    t.send("quit")
+    _, err = t.proc.communicate(timeout=10)
+    check(t.proc.returncode == 0 and not err, "target: %s %r" % (t.proc.returncode, err))
+
+
 E2E = [t_http_server, t_signals_and_scope, t_busy_main, t_sleep_intact, t_coverage_report,
        t_dump_error_kept, t_lazy_imports, t_trace_idioms, t_gil_held,
-       t_c_sleep_intact, t_single_thread, t_import_from_pyc]
+       t_c_sleep_intact, t_single_thread, t_import_from_pyc, t_tree_member_exits]
 
 
 def t_install(tmp):
