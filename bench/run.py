@@ -11,7 +11,8 @@ Parts (all by default; --only picks some):
             version >= 3.9, the sid root's 3.14 and 3.15) and every workload
             of bench/workloads.py (web,
             calls, hot): a baseline run with no tool, covinject attached from
-            outside after warm-up, covinject attached then stopped before the
+            outside after warm-up (on 3.9-3.11 with --collector trace, and
+            again with --collector probe), covinject attached then stopped before the
             timed work, and coverage.py in-process where it is importable
             (its default core, and COVERAGE_CORE=sysmon on 3.12+), and on
             3.12+ the sys.monitoring floor: an in-process LINE tool whose
@@ -51,7 +52,7 @@ from common import fmt, log, median  # noqa: E402
 WORKLOADS_PY = os.path.join(common.BENCH, "workloads.py")
 WORKLOADS = ["web", "calls", "hot"]
 TOOL_NAMES = {
-    "covinject": "covinject",
+    "covinject": "covinject (on 3.9-3.11 with --collector trace)",
     "after-stop": "covinject, stopped before the timed work",
     "coverage": "coverage.py in-process (default core)",
     "sysmon": "coverage.py in-process, COVERAGE_CORE=sysmon",
@@ -113,8 +114,12 @@ def run_once(py, workload, tool, opts, out_dir):
     with common.Target(argv, env=env) as target:
         target.expect("READY")
         if tool in ("covinject", "after-stop", "branch"):
+            # on 3.9-3.11 the trace function, which the probes (the
+            # default there) are compared with
+            extra = ("--branch",) if tool == "branch" else \
+                ("--collector", "trace") if (3, 9) <= py["ver"] < (3, 12) else ()
             result["start_ms"], result["borrowed_ms"] = common.start(
-                target.pid, out_dir, *(("--branch",) if tool == "branch" else ()))
+                target.pid, out_dir, *extra)
         if tool in ("probe", "probe-after-stop"):
             # start --collector probe: timed once the watch window of the
             # frames running at start (the workload's main) is over, so the

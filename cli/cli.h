@@ -24,7 +24,7 @@ struct cli_opts {
 	int nincludes, nomits;
 	int no_import_lines;	/* no "import" context */
 	int branch;		/* record arcs (3.12+) */
-	int probes;		/* --collector probe (3.9-3.11) */
+	int collector;		/* --collector: enum cov_collector (3.9-3.11) */
 	double watch_window;	/* seconds; 0: while they run */
 	int dump_sig, stop_sig;
 	double timeout;

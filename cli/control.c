@@ -368,6 +368,9 @@ static void print_probes(const struct cov_state *s)
 	if (s->probe.passing)
 		printf("collector: trace function on every thread while functions are "
 		       "moved onto the probed code\n");
+	else if (s->probe.watching && !s->sweeps)
+		printf("collector: trace function for %u frames that were running at "
+		       "start\n", s->probe.watched);
 	else if (s->probe.watching)
 		printf("collector: trace function on %u of %u threads, for %u frames "
 		       "that were running at start\n", s->threads_ours, s->threads_now,
@@ -425,6 +428,11 @@ static void print_status(pid_t pid, const struct cov_state *s)
 	else
 		printf("collector: trace function on %u threads (%u skipped: traced "
 		       "by another tool)\n", s->threads, s->skipped_threads);
+	if (s->tool_id < 0 && !s->probes && s->trace_why[0])
+		printf("collector: the trace function, not probes: %s\n", s->trace_why);
+	else if (s->tool_id < 0 && !s->probes && s->collector_asked == COV_COLLECTOR_TRACE)
+		printf("collector: the trace function, as start --collector trace "
+		       "asked\n");
 	if (s->interpreters > 1)
 		printf("interpreters: %u (%u measured)\n", s->interpreters,
 		       s->interps_measured);

@@ -43,9 +43,10 @@ static const char start_help[] =
 	"      --no-import-lines  do not record, in the context \"import\", the lines\n"
 	"                         that importing already loaded modules ran\n"
 	"      --branch           record branches too (arcs; Python 3.12 and later)\n"
-	"      --collector KIND   Python 3.9-3.11: trace (a trace function, the\n"
-	"                         default) or probe (bytecode probes: each line\n"
-	"                         costs once; see the README)\n"
+	"      --collector KIND   Python 3.9-3.11: auto (the default: probe where\n"
+	"                         it is safe, else trace; status says why), probe\n"
+	"                         (bytecode probes: each line costs once) or trace\n"
+	"                         (a trace function in every thread); see the README\n"
 	"      --watch-window SECONDS  with probes: how long frames that were\n"
 	"                         running at start are watched by a trace function\n"
 	"                         (default 30; 0: for as long as they run)\n"
@@ -233,10 +234,9 @@ static int parse(const struct cli_command *c, int argc, char **argv, struct cli_
 			o->branch = 1;
 			break;
 		case OPT_COLLECTOR:
-			if (strcmp(optarg, "trace") && strcmp(optarg, "probe"))
-				return usage_error(c->name, "--collector '%s': give trace or "
-						   "probe", optarg);
-			o->probes = !strcmp(optarg, "probe");
+			if ((o->collector = cov_collector_of(optarg)) < 0)
+				return usage_error(c->name, "--collector '%s': give auto, "
+						   "trace or probe", optarg);
 			break;
 		case OPT_DUMP_SIG:
 			if ((r = signal_opt(c->name, optarg, &o->dump_sig)))

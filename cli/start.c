@@ -248,9 +248,10 @@ static int build_config(struct cli_opts *o, const char *dir, int by_fd, char *bu
 
 	n += snprintf(buf + n, len - n, "out=%s\nout_fd=%d\ndump_signal=%d\n"
 		      "stop_signal=%d\nchain=%d\ninterval=%g\nimport_lines=%d\n"
-		      "branch=%d\ngil_at_requests=%d\nprobes=%d\nwatch_window=%g\n", dir,
+		      "branch=%d\ngil_at_requests=%d\ncollector=%s\nwatch_window=%g\n", dir,
 		      by_fd, o->dump_sig, o->stop_sig, o->chain, o->interval,
-		      !o->no_import_lines, o->branch, o->gil_at_requests, o->probes,
+		      !o->no_import_lines, o->branch, o->gil_at_requests,
+		      cov_collector_names[o->collector],
 		      o->watch_window);
 	for (int i = 0; i < o->nsources && n < len; i++) {
 		if ((r = source_line(o, o->sources[i], buf + n, len - n)) < 0)
@@ -329,11 +330,13 @@ static int start_checks(struct cli_opts *o, struct proc_status *st, char *dir,
 			"(measure lines only: leave out --branch)", major, minor);
 		return EXIT_FAIL;
 	}
-	if (o->probes && (major != 3 || minor < 9 || minor > 11)) {
-		cli_err(o->pid, "start", "--collector probe is not supported on Python "
-			"%d.%d: it is for 3.9-3.11 (3.12 and later always use "
-			"sys.monitoring, which costs as little; leave out --collector)",
-			major, minor);
+	if ((o->collector == COV_COLLECTOR_PROBE && (major != 3 || minor < 9 || minor > 11)) ||
+	    (o->collector == COV_COLLECTOR_TRACE && major == 3 && minor >= 12)) {
+		cli_err(o->pid, "start", "--collector %s is not supported on Python "
+			"%d.%d: the choice is for 3.9-3.11 (3.12 and later always use "
+			"sys.monitoring, which costs as little; 2.7 and 3.6-3.8 the "
+			"trace function; leave out --collector)",
+			cov_collector_names[o->collector], major, minor);
 		return EXIT_FAIL;
 	}
 	/* uWSGI without threads holds the GIL outside Python: the collector's

@@ -609,11 +609,37 @@ int cov_collect_start(struct pyapi *api, const struct cov_collect_opts *o,
 		}
 		return 0;
 	}
-	if (o->probes) {
-		probe_mode = 1;
-		return cov_probes_start(py, o, info, err, len);
+	if (o->collector != COV_COLLECTOR_TRACE && py->hex >= 0x03090000) {
+		char why[COV_WHY_MAX];
+
+		if (o->collector == COV_COLLECTOR_AUTO &&
+		    cov_probes_unsafe(py, info->trace_why, sizeof(info->trace_why)))
+			return cov_trace_start(py, 1, info, err, len);
+		if (!cov_probes_start(py, o, info, why, sizeof(why))) {
+			probe_mode = info->probes = 1;
+			return 0;
+		}
+		if (o->collector == COV_COLLECTOR_PROBE) {
+			snprintf(err, len, "%s", why);
+			return -1;
+		}
+		snprintf(info->trace_why, sizeof(info->trace_why), "the probes could "
+			 "not start: %.200s", why);
+		memset(info, 0, offsetof(struct cov_collect_info, trace_why));
+		info->tool_id = -1;
 	}
 	return cov_trace_start(py, 1, info, err, len);
+}
+
+int cov_collect_probing(char *why, size_t len)
+{
+	const char *w;
+
+	if (probe_mode && cov_probes_active())
+		return 1;
+	if (probe_mode && (w = cov_probes_switched()))
+		snprintf(why, len, "%s", w);
+	return 0;
 }
 
 int cov_collect_pass(void)
@@ -683,7 +709,7 @@ void cov_collect_sweep(struct cov_sweep *out)
 	if (use_monitoring()) {
 		monitoring_sweep(out);
 		subs_walk(-1, 1);	/* new sub-interpreters */
-	} else if (probe_mode) {
+	} else if (probe_mode && cov_probes_active()) {
 		cov_probes_sweep(out);
 	} else {
 		cov_trace_sweep(out);
@@ -711,7 +737,7 @@ void cov_collect_rearm(void)
 	cov_store_zero();
 	if (branch_mode)
 		cov_arcs_zero();
-	if (probe_mode)
+	if (probe_mode && cov_probes_active())
 		cov_probes_rearm();
 	if (use_monitoring() && monitoring) {
 		CALL(ignore, sizeof(ignore), monitoring, "restart_events", "");
@@ -728,7 +754,7 @@ void cov_collect_stop(void)
 {
 	if (use_monitoring())
 		monitoring_stop();
-	else if (probe_mode)
+	else if (probe_mode && cov_probes_active())
 		cov_probes_stop();
 	else
 		cov_trace_stop();

@@ -13,6 +13,8 @@ struct cov_collect_info {
 	int tool_id;		/* sys.monitoring tool id, or -1 */
 	uint32_t threads;	/* thread states given the tracer */
 	uint32_t skipped;	/* thread states another tracer holds */
+	int probes;		/* 1: the probe collector runs */
+	char trace_why[COV_WHY_MAX];	/* auto chose the trace function: why */
 };
 
 /* Where the collector is, and is not, as a sweep found it. */
@@ -30,7 +32,7 @@ struct cov_sweep {
 
 struct cov_collect_opts {
 	int branch;	/* record arcs too (start --branch, 3.12+ only) */
-	int probes;	/* --collector probe (3.9-3.11) */
+	int collector;	/* enum cov_collector (3.9-3.11) */
 	int keep_gil;	/* never give the GIL up while starting */
 	unsigned watch_ms;	/* probes: the watch window, 0: unlimited */
 };
@@ -41,6 +43,9 @@ int cov_collect_start(struct pyapi *py, const struct cov_collect_opts *o,
  * --collector probe's pass over every function, giving the GIL up as it
  * goes; 1 while there is more. */
 int cov_collect_pass(void);
+/* 3.9-3.11: do probes collect?  If not, why was put in why when
+ * --collector auto gave way to the trace function (probes.c, numba). */
+int cov_collect_probing(char *why, size_t len);
 /* Copy the data (store.c, and arcs.c with branch) for a snapshot. */
 int cov_collect_snapshot(struct cov_snap *s);
 /* <= 3.11: give the tracer to threads started since (from C, say); all

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "config.h"
+#include "cov_state.h"
 
 static int parse_sig(const char *v)
 {
@@ -113,8 +114,8 @@ int cov_config_parse(char *text, struct cov_config *cfg)
 		} else if (!strcmp(line, "watch_window")) {
 			if (parse_interval(eq, &cfg->watch_ms))
 				return -1;
-		} else if (!strcmp(line, "probes")) {
-			if (parse_flag(eq, &cfg->probes))
+		} else if (!strcmp(line, "collector")) {
+			if ((cfg->collector = cov_collector_of(eq)) < 0)
 				return -1;
 		} else if (!strcmp(line, "gil_at_requests")) {
 			if (parse_flag(eq, &cfg->gil_at_requests))

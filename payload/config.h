@@ -18,7 +18,8 @@
  *	include=PATTERN		omit=PATTERN	coverage.py file patterns (repeatable)
  *	import_lines=0		no "import" context (default 1)
  *	branch=1		record arcs (3.12+)
- *	probes=1		--collector probe: bytecode probes (3.9-3.11)
+ *	collector=auto		--collector: auto, trace or probe (3.9-3.11;
+ *				enum cov_collector)
  *	watch_window=30		with it: frames running at start are watched by
  *				the trace function for at most 30 s; 0: while
  *				they run
@@ -47,7 +48,7 @@ struct cov_config {
 	int branch;		/* record arcs */
 	int out_fd;		/* out_fd=1: receive the directory as an fd */
 	int gil_at_requests;	/* the GIL is had only while a request runs */
-	int probes;		/* --collector probe (3.9-3.11) */
+	int collector;		/* enum cov_collector (3.9-3.11) */
 	unsigned watch_ms;	/* watch_window=SECONDS, 0: unlimited */
 };
 

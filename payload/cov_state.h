@@ -12,9 +12,10 @@
 #define COVINJECT_COV_STATE_H
 
 #include <stdint.h>
+#include <string.h>
 
 #define COV_STATE_MAGIC	0x31746e6a69766f63ULL	/* "covinjt1" */
-#define COV_STATE_ABI	8
+#define COV_STATE_ABI	9
 #define COV_PATH_MAX	4096
 #define COV_ERR_MAX	512
 
@@ -35,6 +36,26 @@ struct cov_lost {
 /* cov_state.monitoring_lost (3.12+): what the program did to our tool. */
 #define COV_MON_TOOL	1	/* freed our tool id (or another tool took it) */
 #define COV_MON_EVENTS	2	/* changed our events */
+
+/* start --collector KIND (config collector=): 3.9-3.11 choose by it; the
+ * others have one collector each (3.12+: sys.monitoring; 2.7, 3.6-3.8:
+ * the trace function). */
+enum cov_collector {
+	COV_COLLECTOR_AUTO = 0,	/* probes where they are safe, else trace */
+	COV_COLLECTOR_TRACE,
+	COV_COLLECTOR_PROBE,	/* probes, or start fails */
+};
+static const char *const cov_collector_names[] = { "auto", "trace", "probe" };
+
+/* The collector a name (the option's, the config key's) asks for; -1. */
+static inline int cov_collector_of(const char *name)
+{
+	for (int i = 0; i <= COV_COLLECTOR_PROBE; i++)
+		if (!strcmp(name, cov_collector_names[i]))
+			return i;
+	return -1;
+}
+#define COV_WHY_MAX	256
 
 /* cov_state.probe: the probe collector of 3.9-3.11 (payload/probes.c). */
 struct cov_probe_info {
@@ -123,7 +144,10 @@ struct cov_state {
 	int64_t monitoring_lost_ns;	/* 3.12+: since, or 0 */
 	uint32_t monitoring_lost;	/* COV_MON_* */
 	uint32_t sweeps;		/* sweeps done: the fields above are set */
-	uint32_t probes;		/* 1: --collector probe runs (3.9-3.11) */
+	uint32_t probes;		/* 1: the probe collector runs (3.9-3.11) */
+	uint32_t collector_asked;	/* enum cov_collector */
+	char trace_why[COV_WHY_MAX];	/* 3.9-3.11, auto chose the trace
+					 * function: why, "" otherwise */
 	struct cov_probe_info probe;	/* what it did (probes.c) */
 	char data_file[COV_PATH_MAX];	/* where the next snapshot goes */
 	char last_file[COV_PATH_MAX];	/* where the last snapshot went */

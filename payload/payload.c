@@ -63,6 +63,7 @@ __thread int cov_collector_thread;
 
 static char cfg_text[COV_CONFIG_MAX];	/* copied by cov_start */
 static int api_loaded;			/* cov_py: once, by cov_start or setup */
+static int probing;			/* setup chose the probe collector */
 static int gil_missing;			/* 2.7, 3.6 without a GIL: see setup */
 static int fork_held_gil;		/* the forking thread held the GIL */
 int cov_adopt_pending;			/* see after_fork_child */
@@ -739,8 +740,13 @@ static void count_interpreters(uint32_t n[3])
 /* Inside cov_state_begin/end: what the probe collector did (3.9-3.11). */
 static void publish_probes(void)
 {
-	if (!cov_cfg.probes)
+	if (!probing)
 		return;
+	if (!cov_collect_probing(cov_state.trace_why, sizeof(cov_state.trace_why))) {
+		probing = 0;	/* auto gave way to the trace function */
+		cov_state.probes = 0;
+		return;
+	}
 	cov_probes_info(&cov_state.probe);
 	cov_state.probes = 1;
 }
@@ -753,7 +759,7 @@ static int probe_slice(void)
 {
 	int gil, more = 0;
 
-	if (!cov_cfg.probes || cov_cfg.gil_at_requests || is_exiting())
+	if (!probing || cov_cfg.gil_at_requests || is_exiting())
 		return 0;
 	gil = gil_take();
 	if (!is_exiting()) {
@@ -836,10 +842,11 @@ static int setup(void)
 	set_step(COV_STEP_GIL);
 	gil = gil_take();
 	set_step(COV_STEP_INSTALL);
+	probing = 0;
 	rc = scope_init(err, sizeof(err));
 	if (!rc)
 		rc = cov_collect_start(&cov_py, &(struct cov_collect_opts){
-			cov_cfg.branch, cov_cfg.probes, cov_cfg.gil_at_requests,
+			cov_cfg.branch, cov_cfg.collector, cov_cfg.gil_at_requests,
 			cov_cfg.watch_ms },
 			&info, err, sizeof(err));
 	if (!rc && (rc = cov_hooks_install(err, sizeof(err))))
@@ -859,6 +866,10 @@ static int setup(void)
 	cov_state_begin();
 	cov_state.py_hex = cov_py.hex;
 	cov_state.tool_id = info.tool_id;
+	cov_state.collector_asked = (uint32_t)cov_cfg.collector;
+	memcpy(cov_state.trace_why, info.trace_why, sizeof(cov_state.trace_why));
+	probing = info.probes;
+	cov_state.probes = 0;	/* publish_probes: 1 if probing */
 	cov_state.threads = info.threads;
 	cov_state.skipped_threads = info.skipped;
 	publish_interpreters(interps);

@@ -107,6 +107,8 @@ static size_t ngens;
 static int watching;
 static int passing;			/* between start and the end of the pass */
 static int keep_gil;			/* never give the GIL up (uWSGI without threads) */
+static int auto_chosen;			/* --collector auto: may go to the trace function */
+static char switch_why[COV_WHY_MAX];	/* why it went, "" while probes run */
 static int64_t watch_until_ns;		/* the watch window's end, 0: none */
 static struct cov_probe_info stats;
 
@@ -202,8 +204,8 @@ int cov_probes_variant(PyObject *code)
 	PyObject *c;
 	Py_ssize_t n;
 
-	if (!hit || OB_TYPE(code) != py->CodeType)
-		return 0;
+	if (!active || !hit || OB_TYPE(code) != py->CodeType)
+		return 0;	/* after stop, an old variant's lines are anyone's */
 	c = SLOT(code, off_co_consts);
 	n = OB_SIZE(c);
 	return n > 0 && TUPLE_ITEMS(c)[n - 1] == hit;
@@ -258,7 +260,27 @@ static PyObject *on_hit(PyObject *self, PyObject *arg)
 	return none();
 }
 
-static struct py_methoddef hit_def = { "covinject_probe", (void *)on_hit, PY_METH_O, NULL };
+/*
+ * hit is a method of a tuple, ("covinject line probe",).count as far as
+ * pickle is concerned: a builtin bound to an object pickles as
+ * getattr(self, name).  So cloudpickle and dill, which pickle a function's
+ * code by value (constants included), write our copy with this stand-in,
+ * and it loads anywhere as the real ().count, which takes the offset,
+ * returns 0 and records nothing: the loaded function behaves as the
+ * original, at the cost of one call per line.
+ */
+static struct py_methoddef hit_def = { "count", (void *)on_hit, PY_METH_O, NULL };
+
+static PyObject *new_hit(void)
+{
+	PyObject *self = py->Tuple_New(1), *f = NULL;
+
+	if (self && (TUPLE_ITEMS(self)[0] = py->Unicode_FromString("covinject line probe")))
+		f = py->CFunction_NewEx(&hit_def, self, NULL);
+	if (self)
+		py->DecRef(self);
+	return f;
+}
 
 /* Every probe of every variant on (NOP) or off (JUMP_FORWARD). */
 static void set_probes(int on)
@@ -568,6 +590,18 @@ static void gc_restore(int hold)
 
 /* _LoaderBasics.exec_module(self, module), ours: the original's steps
  * (Lib/importlib/_bootstrap_external.py) with the variant of the code. */
+static void to_trace(void);
+
+static int is_numba(PyObject *name)
+{
+	Py_ssize_t n;
+	const char *s = py->Unicode_AsUTF8AndSize(name, &n);
+
+	if (!s)
+		py->Err_Clear();
+	return s && n == 5 && !memcmp(s, "numba", 5);
+}
+
 static PyObject *on_exec_module(PyObject *self, PyObject *args)
 {
 	PyObject *loader, *module, *name = NULL, *code = NULL, *v = NULL, *d, *r = NULL;
@@ -582,6 +616,15 @@ static PyObject *on_exec_module(PyObject *self, PyObject *args)
 		goto out;	/* its exception, as the original would raise */
 	if (code == py->None || OB_TYPE(code) != py->CodeType || !active) {
 		r = py->Object_Call(orig_exec, args, NULL);	/* its own error */
+		goto out;
+	}
+	if (auto_chosen && is_numba(name)) {
+		PyObject *orig = orig_exec;	/* to_trace lets it go */
+
+		py->IncRef(orig);
+		to_trace();
+		r = py->Object_Call(orig, args, NULL);
+		py->DecRef(orig);
 		goto out;
 	}
 	v = instrument(code, 0);
@@ -713,7 +756,7 @@ static int prepare(char *err, size_t len)
 	off_co_code = cov_member_offset(py->CodeType, "code", "co_code");
 	code_basicsize = (Py_ssize_t)type[4];	/* tp_basicsize follows tp_name */
 	if (off_co_consts <= 0 || (py->hex < 0x030b0000 && off_co_code <= 0) ||
-	    (!hit && !(hit = py->CFunction_NewEx(&hit_def, NULL, NULL))) ||
+	    (!hit && !(hit = new_hit())) ||
 	    cov_variant_init(py, hit, &tab) || (!func_type && load_types())) {
 		py->Err_Clear();
 		snprintf(err, len, "the probe collector does not know this Python's "
@@ -723,11 +766,44 @@ static int prepare(char *err, size_t len)
 	return 0;
 }
 
+/*
+ * What --collector auto leaves to the trace function: a process where
+ * something reads the bytecode of Python functions to run it otherwise.
+ * numba compiles a function from its __code__ when it is first called,
+ * and would meet our probe calls there; a frame evaluation function of
+ * PEP 523 (a JIT such as torch's dynamo, a debugger's frame evaluator)
+ * does the same with every frame.
+ */
+const char *cov_probes_unsafe(struct pyapi *api, char *why, size_t len)
+{
+	PyObject *mods = api->Import_GetModuleDict();
+	PyInterpreterState *interp;
+
+	if (mods && api->Dict_GetItemString(mods, "numba")) {
+		snprintf(why, len, "numba is loaded, which compiles functions from "
+			 "their bytecode, and probes would change it (start "
+			 "--collector probe uses them anyway)");
+		return why;
+	}
+	if (api->Interp_GetEvalFrameFunc && api->EvalFrameDefault && api->ThreadState_GetInterpreter &&
+	    (interp = api->ThreadState_GetInterpreter(api->ThreadState_Get())) &&
+	    api->Interp_GetEvalFrameFunc(interp) != api->EvalFrameDefault) {
+		snprintf(why, len, "a frame evaluation function of PEP 523 is installed "
+			 "(a JIT or a debugger that reads bytecode), and probes "
+			 "would change what it reads (start --collector probe uses "
+			 "them anyway)");
+		return why;
+	}
+	return NULL;
+}
+
 int cov_probes_start(struct pyapi *api, const struct cov_collect_opts *o,
 		     struct cov_collect_info *info, char *err, size_t len)
 {
 	py = api;
 	keep_gil = o->keep_gil;
+	auto_chosen = o->collector == COV_COLLECTOR_AUTO;
+	switch_why[0] = 0;
 	if (prepare(err, len))
 		return -1;
 	memset(&stats, 0, sizeof(stats));
@@ -910,6 +986,51 @@ void cov_probes_rearm(void)
 		}
 	if (!traced)
 		forget_frames();
+}
+
+/*
+ * --collector auto, and the program imports numba (cov_probes_unsafe says
+ * why that matters): from inside that import, in the program's thread,
+ * every function goes back to its original code, as stop does, and the
+ * trace function takes over in every thread.  The GIL is held all along:
+ * no function numba could compile is left on a variant meanwhile.  What
+ * the probes recorded stays.
+ */
+static void to_trace(void)
+{
+	struct cov_collect_info info;
+	char err[96];
+	int keep = keep_gil;
+	time_t t = time(NULL);
+	struct tm tm;
+	char at[16];
+
+	strftime(at, sizeof(at), "%H:%M:%S", localtime_r(&t, &tm));
+	keep_gil = 1;
+	cov_probes_stop();
+	keep_gil = keep;
+	if (cov_trace_start(py, 1, &info, err, sizeof(err)))
+		snprintf(switch_why, sizeof(switch_why), "numba was imported at %s, "
+			 "and the probes were removed, but the trace function could "
+			 "not start: %.90s; nothing is collected", at, err);
+	else
+		snprintf(switch_why, sizeof(switch_why), "numba was imported at %s, "
+			 "which compiles functions from their bytecode: the probes "
+			 "were removed then (what they recorded is kept)", at);
+	/* the sweep gives every thread the tracer but its own: this one,
+	 * the importer's, gets it now, not at the next sweep */
+	cov_trace_new_thread();
+	py->Err_Clear();
+}
+
+int cov_probes_active(void)
+{
+	return active;
+}
+
+const char *cov_probes_switched(void)
+{
+	return switch_why[0] ? switch_why : NULL;
 }
 
 void cov_probes_stop(void)

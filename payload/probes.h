@@ -13,10 +13,18 @@
  * they run. */
 int cov_probes_start(struct pyapi *py, const struct cov_collect_opts *o,
 		     struct cov_collect_info *info, char *err, size_t len);
+/* --collector auto: why probes are not safe in this process (why filled),
+ * or NULL. */
+const char *cov_probes_unsafe(struct pyapi *py, char *why, size_t len);
 /* The pass after start, a slice at a time: 1 while there is more. */
 int cov_probes_pass(void);
 void cov_probes_sweep(struct cov_sweep *out);
 void cov_probes_info(struct cov_probe_info *out);
+/* Are the probes collecting?  0 before start, after stop, and once
+ * --collector auto gave way to the trace function (numba imported): then
+ * cov_probes_switched says why. */
+int cov_probes_active(void);
+const char *cov_probes_switched(void);
 /* Every probe on again (reset, a forked child). */
 void cov_probes_rearm(void);
 void cov_probes_stop(void);

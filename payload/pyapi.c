@@ -124,6 +124,8 @@ static const struct sym py_syms[] = {
 	OPT(InstanceMethod_New, "PyInstanceMethod_New"),
 	OPT(ThreadState_GetInterpreter, "PyThreadState_GetInterpreter"),
 	OPT(Object_GC_UnTrack, "PyObject_GC_UnTrack"),
+	OPT(Interp_GetEvalFrameFunc, "_PyInterpreterState_GetEvalFrameFunc"),
+	OPT(EvalFrameDefault, "_PyEval_EvalFrameDefault"),
 	F(None, "_Py_NoneStruct"),
 	F(CodeType, "PyCode_Type"),
 	F(FrameType, "PyFrame_Type"),

@@ -148,6 +148,8 @@ struct pyapi {
 	PyObject *(*InstanceMethod_New)(PyObject *);
 	PyInterpreterState *(*ThreadState_GetInterpreter)(PyThreadState *);	/* 3.9+ */
 	void (*Object_GC_UnTrack)(void *);
+	void *(*Interp_GetEvalFrameFunc)(PyInterpreterState *);	/* 3.9+ */
+	void *EvalFrameDefault;		/* _PyEval_EvalFrameDefault */
 	PyObject *None;
 	void *CodeType, *FrameType;
 	/* Offsets found at run time in the types' tp_members. */

@@ -14,7 +14,7 @@ import coverage
 from lib import (COVINJECT, DOCKER_CAPS, FREE_THREADED, ROOT, SPAN, SPAN_WORDS, SUPPORTED,
                  TARGETS, Skip,
                  Target, as_nobody, check, cli, cli_ok, dumps, function_body, get, measured,
-                 probes_forced, py_version,
+                 probes_used, py_version,
                  tagged, wait_for)
 
 
@@ -381,7 +381,7 @@ def t_trace_idioms(exe, tmp):
     lost = tagged("tracing.py", "lost")
     # with probes their lines are recorded all the same: only frames from
     # start needed the trace function the program removed
-    check(not (got & lost) if old and not probes_forced() else lost <= got,
+    check(not (got & lost) if old and not probes_used(exe) else lost <= got,
           "lines of removed tracing: recorded %s of %s" % (sorted(got & lost), sorted(lost)))
     t.send("quit")
     out, err = t.proc.communicate(timeout=10)

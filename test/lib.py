@@ -198,9 +198,11 @@ class Target:
             raise first
 
 
-def probes_forced():
-    """The run of the matrix with --collector probe (test/run.py)."""
-    return "probe" in os.environ.get("COVINJECT_TEST_START", "")
+def probes_used(exe):
+    """Whether a plain start collects with bytecode probes: on 3.9-3.11
+    (--collector auto), but in test/run.py's pass with --collector trace."""
+    return (3, 9) <= py_version(exe) < (3, 12) and \
+        "trace" not in os.environ.get("COVINJECT_TEST_START", "")
 
 
 def cli(*args, timeout=30, user=None, prefix=None):
@@ -213,7 +215,7 @@ def cli(*args, timeout=30, user=None, prefix=None):
     args = [str(a) for a in args]
     extra = os.environ.get("COVINJECT_TEST_START", "").split()
     if extra and args[:1] == ["start"] and "--collector" not in args:
-        args[1:1] = extra           # run.py: the matrix again with probes
+        args[1:1] = extra           # run.py: the matrix again with the trace function
     r = subprocess.run((prefix or []) + [COVINJECT] + args,
                        capture_output=True, text=True, timeout=timeout,
                        preexec_fn=drop if user else None)

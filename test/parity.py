@@ -20,7 +20,7 @@ import time
 import coverage
 
 from lib import (COVINJECT, TARGETS, Failure, Skip, Target, check, cli, cli_ok,
-                 probes_forced, py_version, tagged, wait_for)
+                 probes_used, py_version, tagged, wait_for)
 
 CORPUS = ["corpus.py", "corpus_lib.py", "corpus_38.py", "corpus_310.py", "corpus_311.py",
           "corpus_314.py", "corpus_exec_src.py", "corpus_nopyc.py",
@@ -281,7 +281,7 @@ def parity_lines(exe, tmp, *start_args):
               "and under the %s oracle" % kind)
         theirs = lines_of(out, "live") if kind == "coverage" else lines_of_json(out)
         problems += ["[%s] %s" % (kind, p) for p in compare(
-            ours, theirs, kind, ver, "probe" in start_args or probes_forced())]
+            ours, theirs, kind, ver, "probe" in start_args or (probes_used(exe) and "trace" not in start_args))]
     check(not problems, "%d difference(s):\n    %s" % (len(problems),
                                                     "\n    ".join(problems)))
 
@@ -410,7 +410,7 @@ def t_parity_stdlib_suites(exe, tmp):
     modules they test, unittest, doctest, test.support: the whole stdlib
     directory).  test_doctest runs doctests that drive pdb, so it saves,
     removes and restores the trace function many times."""
-    if probes_forced():
+    if probes_used(exe):
         raise Skip("not with probes: the suites run differently where no trace "
                    "function is set (test_doctest defines its pdb tests only then), "
                    "and the oracle sets one")

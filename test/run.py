@@ -131,20 +131,21 @@ def main():
             else:
                 res.skip("%s [%s]" % (fn.__name__[2:], label),
                          "a feature of %d.%d and later" % fn.since)
-    # the matrix again with --collector probe, where it applies (3.9-3.11,
-    # one interpreter per minor version): every feature must keep working
-    probed = {}
+    # the matrix again with --collector trace, where there is a choice
+    # (3.9-3.11, one interpreter per minor version): the default there is
+    # probes, and every feature must keep working with either
+    choice = {}
     for f in found:
-        if (3, 9) <= f[2] < (3, 12) and (f[2] not in probed or f[0] != "system"):
-            probed[f[2]] = f
-    os.environ["COVINJECT_TEST_START"] = "--collector probe --watch-window 0"
+        if (3, 9) <= f[2] < (3, 12) and (f[2] not in choice or f[0] != "system"):
+            choice[f[2]] = f
+    os.environ["COVINJECT_TEST_START"] = "--collector trace"
     try:
-        for label, exe, ver in sorted(probed.values(), key=lambda f: f[2]):
+        for label, exe, ver in sorted(choice.values(), key=lambda f: f[2]):
             for fn in core.E2E + servers.E2E + safety.E2E + parity.E2E + containers.E2E:
                 if ver >= getattr(fn, "since", ver):
-                    res.run("%s [%s +probe]" % (fn.__name__[2:], label), fn, exe)
+                    res.run("%s [%s +trace]" % (fn.__name__[2:], label), fn, exe)
         for name, fn in servers.SYSTEM if any(f[0] == "system" for f in found) else []:
-            res.run(name.replace("]", " +probe]"), fn)
+            res.run(name.replace("]", " +trace]"), fn)
     finally:
         del os.environ["COVINJECT_TEST_START"]
     res.run("install", core.t_install)

@@ -10,8 +10,19 @@ Prints READY; then, one command per line on stdin:
            calls its f(), then prints "DONE"
   work     hands the worker thread (its loop runs at start) one job, waits
            for its answer, prints "DONE"
+  pickle   pickles square, ADD and LAMBDAS["neg"] by value with each of
+           cloudpickle and dill into DIR/by-value.NAME, loads them back, and
+           prints "PICKLED" and, for each, NAME=what the loaded ones return;
+           then "ref=" and whether pickle by reference gives square back
+  evalframe PATH  installs PATH's covinject_test_eval (test/targets/
+           evalframe.c) as the frame evaluation function (PEP 523) and
+           prints "EVAL"; then "frames" prints "FRAMES n", how many frames
+           it evaluated
+  numba    imports numba, compiles total() with numba.njit, and prints
+           "NUMBA" and what it returns
   quit     exits
 """
+import os
 import sys
 import threading
 import traceback
@@ -96,6 +107,38 @@ def check():
                              None if t is None else getattr(t, "__name__", t)))
 
 
+def by_value():
+    import pickle
+    out = []
+    for name in ("cloudpickle", "dill"):
+        m = __import__(name)
+        data = m.dumps([square, ADD, LAMBDAS["neg"]])
+        with open(os.path.join(sys.argv[1], "by-value." + name), "wb") as f:
+            f.write(data)
+        sq, add, neg = m.loads(data)
+        out.append("%s=%s,%s,%s" % (name, sq(3), add(2), neg(1)))
+    out.append("ref=%d" % (pickle.loads(pickle.dumps(square)) is square))
+    return " ".join(out)
+
+
+def total(n):
+    s = 0
+    for i in range(n):
+        s += i
+    return s
+
+
+def eval_frame(path):
+    import ctypes
+    lib = ctypes.CDLL(path)
+    api = ctypes.pythonapi
+    api.PyInterpreterState_Get.restype = ctypes.c_void_p
+    api._PyInterpreterState_SetEvalFrameFunc.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    api._PyInterpreterState_SetEvalFrameFunc(
+        api.PyInterpreterState_Get(), ctypes.cast(lib.covinject_test_eval, ctypes.c_void_p))
+    return ctypes.c_long.in_dll(lib, "covinject_test_frames")
+
+
 JOBS, DONE = queue.Queue(), queue.Queue()
 
 
@@ -123,10 +166,20 @@ def main():
             import late_mod
             late_mod.f()
             print("DONE")
+        elif cmd == "pickle":
+            print("PICKLED %s" % by_value())
         elif cmd == "work":
             JOBS.put(1)
             DONE.get()
             print("DONE")
+        elif cmd.startswith("evalframe "):
+            frames = eval_frame(cmd.split(" ", 1)[1])
+            print("EVAL")
+        elif cmd == "frames":
+            print("FRAMES %d" % frames.value)
+        elif cmd == "numba":
+            import numba
+            print("NUMBA %d" % numba.njit(total)(10))  # @numba
         elif cmd == "quit":
             break
 
