@@ -50,5 +50,8 @@ int cov_exiting(void);
 /* payload.c: called by hooks.c with the GIL held. */
 void cov_on_exit(void);
 void cov_on_fork_child(void);
+/* Wake the collector's thread for a sweep now (it publishes the status
+ * block), not at its next second. */
+void cov_wake_sweep(void);
 
 #endif

@@ -1020,6 +1020,7 @@ static void to_trace(void)
 	/* the sweep gives every thread the tracer but its own: this one,
 	 * the importer's, gets it now, not at the next sweep */
 	cov_trace_new_thread();
+	cov_wake_sweep();	/* status says it now */
 	py->Err_Clear();
 }
 

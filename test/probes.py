@@ -248,9 +248,9 @@ def t_probe_auto_numba(exe, tmp):
              "the pass to move every function onto its copy")
     answer(t, "call", "DONE")
     check(answer(t, "numba", "NUMBA") == "45", "numba.njit with probes before")
-    # status is published by the collector's thread, at its next sweep
+    # the importer wakes the collector's thread, which publishes the status
     wait_for(lambda: "bytecode probes" not in cli_ok("status", t.pid),
-             "status to stop naming probes")
+             "status to stop naming probes", timeout=1.0)
     st = cli_ok("status", t.pid)
     check(re.search(r"collector: the trace function, not probes: numba was imported at "
                     r"\d\d:\d\d:\d\d, .* the probes were removed then", st),
