@@ -54,7 +54,7 @@ static long ev_start;			/* PY_START (3.13+), or 0 */
  * (3.14+), and JUMP; else 0. */
 static long ev_branch, ev_left, ev_right, ev_jump;
 static int branch_mode;
-static int probe_mode;			/* --collector probe (3.9-3.11) */
+static int probe_mode;			/* this start chose the probes (3.9-3.11) */
 static PyObject *branch_cb, *left_cb, *right_cb, *jump_cb;
 static int64_t monitoring_lost_ns;	/* the program changed our tool since */
 
@@ -635,7 +635,7 @@ int cov_collect_probing(char *why, size_t len)
 {
 	const char *w;
 
-	if (probe_mode && cov_probes_active())
+	if (cov_probes_active())
 		return 1;
 	if (probe_mode && (w = cov_probes_switched()))
 		snprintf(why, len, "%s", w);
@@ -644,7 +644,7 @@ int cov_collect_probing(char *why, size_t len)
 
 int cov_collect_pass(void)
 {
-	return probe_mode ? cov_probes_pass() : 0;
+	return cov_probes_pass();	/* 0 unless the probes run */
 }
 
 int cov_collect_snapshot(struct cov_snap *s)
@@ -709,7 +709,7 @@ void cov_collect_sweep(struct cov_sweep *out)
 	if (use_monitoring()) {
 		monitoring_sweep(out);
 		subs_walk(-1, 1);	/* new sub-interpreters */
-	} else if (probe_mode && cov_probes_active()) {
+	} else if (cov_probes_active()) {
 		cov_probes_sweep(out);
 	} else {
 		cov_trace_sweep(out);
@@ -737,7 +737,7 @@ void cov_collect_rearm(void)
 	cov_store_zero();
 	if (branch_mode)
 		cov_arcs_zero();
-	if (probe_mode && cov_probes_active())
+	if (cov_probes_active())
 		cov_probes_rearm();
 	if (use_monitoring() && monitoring) {
 		CALL(ignore, sizeof(ignore), monitoring, "restart_events", "");
@@ -754,7 +754,7 @@ void cov_collect_stop(void)
 {
 	if (use_monitoring())
 		monitoring_stop();
-	else if (probe_mode && cov_probes_active())
+	else if (cov_probes_active())
 		cov_probes_stop();
 	else
 		cov_trace_stop();

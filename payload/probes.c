@@ -611,20 +611,21 @@ static PyObject *on_exec_module(PyObject *self, PyObject *args)
 		return py->Object_Call(orig_exec, args, NULL);
 	loader = py->Tuple_GetItem(args, 0);
 	module = py->Tuple_GetItem(args, 1);
-	if (!(name = py->Object_GetAttrString(module, "__name__")) ||
-	    !(code = py->Object_CallMethod(loader, "get_code", "O", name)))
+	if (!(name = py->Object_GetAttrString(module, "__name__")))
 		goto out;	/* its exception, as the original would raise */
-	if (code == py->None || OB_TYPE(code) != py->CodeType || !active) {
-		r = py->Object_Call(orig_exec, args, NULL);	/* its own error */
-		goto out;
-	}
-	if (auto_chosen && is_numba(name)) {
+	if (active && auto_chosen && is_numba(name)) {
 		PyObject *orig = orig_exec;	/* to_trace lets it go */
 
 		py->IncRef(orig);
 		to_trace();
 		r = py->Object_Call(orig, args, NULL);
 		py->DecRef(orig);
+		goto out;
+	}
+	if (!(code = py->Object_CallMethod(loader, "get_code", "O", name)))
+		goto out;
+	if (code == py->None || OB_TYPE(code) != py->CodeType || !active) {
+		r = py->Object_Call(orig_exec, args, NULL);	/* its own error */
 		goto out;
 	}
 	v = instrument(code, 0);
